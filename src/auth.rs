@@ -1,0 +1,265 @@
+//! Bearer JWT access tokens: local Ed25519 tokens or an issuer's JWKS, and the extractor
+//! that turns a request into an `AuthenticatedUser`.
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use poem::{FromRequest, Request, RequestBody, http::header};
+use serde_json::Value;
+use tokio::sync::RwLock;
+
+use crate::config::{AuthMode, AuthSettings};
+use crate::domain::{ResourceOwner, UserId};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// The caller, as the token says.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedUser {
+    pub user_id: UserId,
+    pub resource_owner: ResourceOwner,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthSetupError {
+    #[error("the local signing key is not a valid Ed25519 seed")]
+    BadSigningKey,
+    #[error("token issuing needs auth.mode = local (it is jwks)")]
+    NotLocal,
+}
+
+/// Unknown `kid`s refresh the JWKS at most this often, so bad tokens cannot make us hammer it.
+const JWKS_MIN_REFRESH: Duration = Duration::from_secs(10);
+
+struct JwksCache {
+    keys: HashMap<String, (DecodingKey, Algorithm)>,
+    fetched_at: Option<Instant>,
+}
+
+enum Keys {
+    Local {
+        decoding: DecodingKey,
+        encoding: EncodingKey,
+    },
+    Jwks {
+        url: String,
+        client: reqwest::Client,
+        cache: RwLock<JwksCache>,
+    },
+}
+
+/// Checks tokens; built once at start so the request path parses no keys.
+pub struct TokenVerifier {
+    keys: Keys,
+    issuer: String,
+    audience: String,
+    resource_owner_claim: String,
+    leeway: u64,
+    token_ttl_secs: u64,
+}
+
+fn validation(alg: Algorithm, issuer: &str, audience: &str, leeway: u64) -> Validation {
+    let mut v = Validation::new(alg);
+    v.set_issuer(&[issuer]);
+    v.set_audience(&[audience]);
+    v.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+    v.validate_nbf = true;
+    v.leeway = leeway;
+    v
+}
+
+/// Which algorithm a JWK is for; only RS256, ES256 and EdDSA are accepted.
+fn jwk_algorithm(params: &AlgorithmParameters) -> Option<Algorithm> {
+    match params {
+        AlgorithmParameters::RSA(_) => Some(Algorithm::RS256),
+        AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
+            Some(Algorithm::ES256)
+        }
+        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
+            Some(Algorithm::EdDSA)
+        }
+        _ => None,
+    }
+}
+
+impl TokenVerifier {
+    pub fn new(settings: &AuthSettings, signing_seed: &[u8; 32]) -> Result<Self, AuthSetupError> {
+        let keys = match settings.mode {
+            AuthMode::Local => {
+                let sk = SigningKey::from_bytes(signing_seed);
+                let der = sk.to_pkcs8_der().map_err(|_| AuthSetupError::BadSigningKey)?;
+                let public = sk.verifying_key().to_bytes();
+                Keys::Local {
+                    encoding: EncodingKey::from_ed_der(der.as_bytes()),
+                    decoding: DecodingKey::from_ed_der(&public),
+                }
+            }
+            AuthMode::Jwks => Keys::Jwks {
+                url: settings.jwks_url.clone().unwrap_or_default(),
+                client: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .expect("a TLS backend is compiled in"),
+                cache: RwLock::new(JwksCache {
+                    keys: HashMap::new(),
+                    fetched_at: None,
+                }),
+            },
+        };
+        Ok(Self {
+            keys,
+            issuer: settings.issuer.clone(),
+            audience: settings.audience.clone(),
+            resource_owner_claim: settings.resource_owner_claim.clone(),
+            leeway: settings.leeway_secs,
+            token_ttl_secs: settings.token_ttl_secs,
+        })
+    }
+
+    /// Prints a local token; refused when auth is not local.
+    pub fn issue(&self, user: &str, org: &str, now_secs: i64) -> Result<String, AuthSetupError> {
+        let Keys::Local { encoding, .. } = &self.keys else {
+            return Err(AuthSetupError::NotLocal);
+        };
+        let mut claims = serde_json::Map::new();
+        claims.insert("iss".into(), self.issuer.clone().into());
+        claims.insert("aud".into(), self.audience.clone().into());
+        claims.insert("sub".into(), user.into());
+        claims.insert(self.resource_owner_claim.clone(), org.into());
+        claims.insert("iat".into(), now_secs.into());
+        claims.insert("nbf".into(), now_secs.into());
+        claims.insert("exp".into(), (now_secs + self.token_ttl_secs as i64).into());
+        Ok(jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, encoding)
+            .expect("Ed25519 signing does not fail"))
+    }
+
+    /// Loads the issuer's keys at start; a failure is logged, and the next token retries.
+    pub async fn warm(&self) {
+        if let Keys::Jwks { .. } = &self.keys
+            && let Err(e) = self.refresh_jwks(true).await
+        {
+            tracing::warn!(error = %e, "could not load the JWKS at start; will retry on the first token");
+        }
+    }
+
+    async fn refresh_jwks(&self, force: bool) -> Result<(), String> {
+        let Keys::Jwks { url, client, cache } = &self.keys else {
+            return Ok(());
+        };
+        let mut guard = cache.write().await;
+        if !force
+            && let Some(at) = guard.fetched_at
+            && at.elapsed() < JWKS_MIN_REFRESH
+        {
+            return Ok(());
+        }
+        guard.fetched_at = Some(Instant::now());
+        let set: JwkSet = client
+            .get(url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| format!("fetching JWKS: {e}"))?
+            .json()
+            .await
+            .map_err(|e| format!("decoding JWKS: {e}"))?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            let (Some(kid), Some(alg)) = (jwk.common.key_id.clone(), jwk_algorithm(&jwk.algorithm))
+            else {
+                continue;
+            };
+            if let Ok(key) = DecodingKey::from_jwk(jwk) {
+                keys.insert(kid, (key, alg));
+            }
+        }
+        tracing::info!(keys = keys.len(), "JWKS loaded");
+        guard.keys = keys;
+        Ok(())
+    }
+
+    async fn jwks_key(&self, kid: &str) -> Option<(DecodingKey, Algorithm)> {
+        let Keys::Jwks { cache, .. } = &self.keys else {
+            return None;
+        };
+        if let Some(found) = cache.read().await.keys.get(kid) {
+            return Some(found.clone());
+        }
+        // An unknown kid may be a rotated key: refresh (rate-limited) and look again.
+        if let Err(e) = self.refresh_jwks(false).await {
+            tracing::warn!(error = %e, "JWKS refresh failed");
+        }
+        cache.read().await.keys.get(kid).cloned()
+    }
+
+    /// Verifies a bearer token and returns the caller.
+    pub async fn verify(&self, token: &str) -> Result<AuthenticatedUser, ApiError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| ApiError::TokenInvalid)?;
+        let (key, alg) = match &self.keys {
+            Keys::Local { decoding, .. } => (decoding.clone(), Algorithm::EdDSA),
+            Keys::Jwks { .. } => {
+                let kid = header.kid.as_deref().ok_or(ApiError::TokenInvalid)?;
+                self.jwks_key(kid).await.ok_or(ApiError::TokenInvalid)?
+            }
+        };
+        if header.alg != alg {
+            return Err(ApiError::TokenInvalid);
+        }
+        let data = jsonwebtoken::decode::<serde_json::Map<String, Value>>(
+            token,
+            &key,
+            &validation(alg, &self.issuer, &self.audience, self.leeway),
+        )
+        .map_err(|_| ApiError::TokenInvalid)?;
+        let claim = |name: &str| data.claims.get(name).and_then(Value::as_str);
+        let user_id = claim("sub").and_then(UserId::parse).ok_or(ApiError::TokenInvalid)?;
+        let resource_owner = claim(&self.resource_owner_claim)
+            .and_then(ResourceOwner::parse)
+            .ok_or(ApiError::TokenInvalid)?;
+        Ok(AuthenticatedUser {
+            user_id,
+            resource_owner,
+        })
+    }
+}
+
+/// Splits `Authorization: Bearer <token>`; the scheme is case-insensitive.
+pub fn bearer_token(header_value: Option<&[u8]>) -> Result<&str, ApiError> {
+    let raw = header_value.ok_or(ApiError::AuthHeaderMissing)?;
+    let text = std::str::from_utf8(raw).map_err(|_| ApiError::AuthHeaderInvalid)?;
+    let (scheme, token) = text.split_once(' ').ok_or(ApiError::AuthHeaderInvalid)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(ApiError::AuthHeaderInvalid);
+    }
+    Ok(token)
+}
+
+impl<'a> FromRequest<'a> for AuthenticatedUser {
+    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+        let state = req
+            .data::<Arc<AppState>>()
+            .expect("AppState is attached to every route");
+        let token = bearer_token(req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()))?;
+        Ok(state.verifier.verify(token).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_header_forms() {
+        assert_eq!(bearer_token(None), Err(ApiError::AuthHeaderMissing));
+        assert_eq!(bearer_token(Some(b"Bearer abc")), Ok("abc"));
+        assert_eq!(bearer_token(Some(b"bearer abc")), Ok("abc"));
+        for bad in [&b"Basic abc"[..], b"Bearer", b"Bearer  ", b"abc", b"\xff\xfe"] {
+            assert_eq!(bearer_token(Some(bad)), Err(ApiError::AuthHeaderInvalid), "{bad:?}");
+        }
+    }
+}

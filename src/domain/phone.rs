@@ -1,0 +1,138 @@
+//! Phone numbers: request-field validation and the E.164 form we store.
+use std::fmt;
+
+use phonenumber::{Mode, country};
+
+use super::DomainError;
+
+pub const PHONE_MAX_RUNES: usize = 50;
+pub const PHONE_LENGTH_MESSAGE: &str =
+    "invalid SetMyPhoneRequest.Phone: value length must be between 1 and 50 runes, inclusive";
+pub const PHONE_PREFIX_MESSAGE: &str =
+    "invalid SetMyPhoneRequest.Phone: value does not have prefix \"+\"";
+
+/// The request-level checks, in the contract's order; the error is the exact message.
+pub fn validate_phone_field(raw: &str) -> Result<(), &'static str> {
+    let runes = raw.chars().count();
+    if runes == 0 || runes > PHONE_MAX_RUNES {
+        return Err(PHONE_LENGTH_MESSAGE);
+    }
+    if !raw.starts_with('+') {
+        return Err(PHONE_PREFIX_MESSAGE);
+    }
+    Ok(())
+}
+
+/// A phone number in E.164 form (`+41710000000`). Only `parse` makes one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct PhoneNumber(String);
+
+impl PhoneNumber {
+    /// libphonenumber rules with CH as the default region; only what does not parse fails.
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        // Control characters never belong in a number, and some storage engines refuse them.
+        if raw.chars().any(char::is_control) {
+            return Err(DomainError::PhoneInvalid);
+        }
+        let parsed = std::panic::catch_unwind(|| phonenumber::parse(Some(country::Id::CH), raw))
+            .map_err(|_| DomainError::PhoneInvalid)?
+            .map_err(|_| DomainError::PhoneInvalid)?;
+        let e164 = parsed.format().mode(Mode::E164).to_string();
+        // A parse that yields no national digits is no number to send a code to.
+        if e164.len() < 3 || !e164.starts_with('+') {
+            return Err(DomainError::PhoneInvalid);
+        }
+        Ok(Self(e164))
+    }
+
+    pub fn masked(&self) -> String {
+        mask_phone(&self.0)
+    }
+}
+
+impl AsRef<str> for PhoneNumber {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What logs may show of a number: the first three and the last two characters.
+pub fn mask_phone(e164: &str) -> String {
+    let chars: Vec<char> = e164.chars().collect();
+    if chars.len() <= 5 {
+        return "*".repeat(chars.len());
+    }
+    let head: String = chars[..3].iter().collect();
+    let tail: String = chars[chars.len() - 2..].iter().collect();
+    format!("{head}{}{tail}", "*".repeat(chars.len() - 5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn swiss_number_with_spaces_becomes_e164() {
+        let p = PhoneNumber::parse("+41 71 000 00 00").unwrap();
+        assert_eq!(p.as_ref(), "+41710000000");
+    }
+
+    #[test]
+    fn dashes_and_parentheses_are_accepted() {
+        let p = PhoneNumber::parse("+1 (415) 555-2671").unwrap();
+        assert_eq!(p.as_ref(), "+14155552671");
+    }
+
+    #[test]
+    fn garbage_does_not_parse() {
+        for raw in ["+", "+abc", "+41 71 000 00 00\u{0}", "++"] {
+            assert_eq!(PhoneNumber::parse(raw), Err(DomainError::PhoneInvalid), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn masking_hides_the_middle() {
+        assert_eq!(mask_phone("+41710000000"), "+41*******00");
+        assert!(!mask_phone("+41711234567").contains("1234"));
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics(raw in "\\PC{0,60}") {
+            let _ = PhoneNumber::parse(&raw);
+        }
+
+        #[test]
+        fn normalising_twice_changes_nothing(digits in "[1-9][0-9]{8}") {
+            let raw = format!("+41 {digits}");
+            if let Ok(first) = PhoneNumber::parse(&raw) {
+                let second = PhoneNumber::parse(first.as_ref()).unwrap();
+                prop_assert_eq!(first, second);
+            }
+        }
+
+        #[test]
+        fn valid_numbers_round_trip(n in 0u32..10_000_000) {
+            let raw = format!("+41 79 {:03} {:02} {:02}", n / 10_000 % 1000, n / 100 % 100, n % 100);
+            let parsed = PhoneNumber::parse(&raw).unwrap();
+            let digits: String = raw.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect();
+            prop_assert_eq!(parsed.as_ref(), digits.as_str());
+        }
+
+        #[test]
+        fn field_length_counts_unicode_scalars(n in 1usize..=50, ch in any::<char>()) {
+            let raw: String = std::iter::once('+').chain(std::iter::repeat_n(ch, n - 1)).collect();
+            prop_assert!(validate_phone_field(&raw).is_ok());
+            let long: String = std::iter::once('+').chain(std::iter::repeat_n(ch, n + 50)).collect();
+            prop_assert_eq!(validate_phone_field(&long), Err(PHONE_LENGTH_MESSAGE));
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The one boundary error: every failure the API answers, mapped to google.rpc.Status JSON.
+//!
+//! The catalog (id, text, gRPC code, HTTP status) lives here and nowhere else; the OpenAPI
+//! document and the tests read it from here too.
+use poem::http::{HeaderValue, StatusCode, header};
+use poem::{Response, error::ResponseError};
+use serde_json::{Value, json};
+
+use crate::domain::DomainError;
+
+pub const ERROR_DETAIL_TYPE: &str = "type.googleapis.com/zitadel.v1.ErrorDetail";
+
+/// Every error the service answers with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    #[error("auth header missing")]
+    AuthHeaderMissing,
+    #[error("invalid auth header")]
+    AuthHeaderInvalid,
+    #[error("token invalid")]
+    TokenInvalid,
+    /// Request validation: code 3, no details, the message as the contract words it.
+    #[error("{0}")]
+    Validation(String),
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("unsupported content type")]
+    UnsupportedMediaType,
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// A concurrent writer won and retrying did not help.
+    #[error("aborted")]
+    Aborted,
+    #[error("storage unavailable")]
+    Unavailable,
+    #[error("internal error")]
+    Internal,
+    #[error("not found")]
+    RouteNotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+}
+
+/// One row of the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatalogEntry {
+    pub grpc_code: i32,
+    pub http_status: u16,
+    pub id: Option<&'static str>,
+    pub text: &'static str,
+}
+
+const fn row(grpc_code: i32, id: Option<&'static str>, text: &'static str) -> CatalogEntry {
+    CatalogEntry {
+        grpc_code,
+        http_status: http_status_for(grpc_code),
+        id,
+        text,
+    }
+}
+
+/// gRPC code to HTTP status, as grpc-gateway maps them.
+pub const fn http_status_for(grpc_code: i32) -> u16 {
+    match grpc_code {
+        3 | 9 => 400,
+        5 => 404,
+        6 | 10 => 409,
+        7 => 403,
+        8 => 429,
+        12 => 501,
+        14 => 503,
+        16 => 401,
+        _ => 500,
+    }
+}
+
+impl ApiError {
+    pub fn entry(&self) -> CatalogEntry {
+        match self {
+            ApiError::AuthHeaderMissing => row(16, None, "auth header missing"),
+            ApiError::AuthHeaderInvalid => row(16, Some("AUTH-7fs1e"), "invalid auth header"),
+            ApiError::TokenInvalid => row(16, Some("AUTH-7fs1e"), "Errors.Token.Invalid"),
+            ApiError::Validation(_) => row(3, None, "invalid request"),
+            ApiError::PayloadTooLarge => CatalogEntry {
+                http_status: 413,
+                ..row(3, None, "request body too large")
+            },
+            ApiError::UnsupportedMediaType => CatalogEntry {
+                http_status: 415,
+                ..row(3, None, "unsupported content type: send application/json")
+            },
+            ApiError::Domain(e) => match e {
+                DomainError::PhoneInvalid => row(3, Some("PHONE-so0wa"), "Phone is invalid"),
+                DomainError::PhoneNotChanged => {
+                    row(9, Some("COMMAND-wF94r"), "Phone not changed")
+                }
+                DomainError::CodeNotFound => row(5, Some("COMMAND-Rsj8c"), "Code not found"),
+                DomainError::CodeInvalid => row(3, Some("COMMAND-sM0cs"), "Code is invalid"),
+                DomainError::ResendPhoneNotFound => {
+                    row(5, Some("COMMAND-2b7Hf"), "Phone not found")
+                }
+                DomainError::PhoneAlreadyVerified => {
+                    row(9, Some("COMMAND-2M9sf"), "Phone already verified")
+                }
+                DomainError::RemovePhoneNotFound => {
+                    row(5, Some("COMMAND-p6rsc"), "Phone not found")
+                }
+                DomainError::TooManyAttempts => row(
+                    8,
+                    Some("PHONEPROOF-atmp5"),
+                    "Too many wrong codes; request a new code",
+                ),
+                DomainError::SendThrottled { .. } => row(
+                    8,
+                    Some("PHONEPROOF-thr0t"),
+                    "Too many codes requested; try again later",
+                ),
+            },
+            ApiError::Aborted => row(
+                10,
+                Some("PHONEPROOF-abrt1"),
+                "Concurrent modification; retry the request",
+            ),
+            ApiError::Unavailable => row(
+                14,
+                Some("PHONEPROOF-unav1"),
+                "Service temporarily unavailable; retry later",
+            ),
+            ApiError::Internal => row(13, Some("PHONEPROOF-intl1"), "Internal error"),
+            ApiError::RouteNotFound => row(5, None, "Not Found"),
+            ApiError::MethodNotAllowed => row(12, None, "Method Not Allowed"),
+        }
+    }
+
+    /// The google.rpc.Status body.
+    pub fn body(&self) -> Value {
+        let entry = self.entry();
+        let text = match self {
+            ApiError::Validation(message) => message.as_str(),
+            _ => entry.text,
+        };
+        match entry.id {
+            Some(id) => json!({
+                "code": entry.grpc_code,
+                "message": format!("{text} ({id})"),
+                "details": [{"@type": ERROR_DETAIL_TYPE, "id": id, "message": text}],
+            }),
+            None => json!({"code": entry.grpc_code, "message": text}),
+        }
+    }
+
+    /// Seconds after which the same request can succeed, when waiting is what helps.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ApiError::Domain(DomainError::SendThrottled { retry_after_secs }) => {
+                Some((*retry_after_secs).max(1))
+            }
+            ApiError::Unavailable => Some(1),
+            _ => None,
+        }
+    }
+
+    pub fn http_status(&self) -> StatusCode {
+        StatusCode::from_u16(self.entry().http_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    pub fn to_response(&self) -> Response {
+        let mut resp = Response::builder()
+            .status(self.http_status())
+            .content_type("application/json")
+            .body(self.body().to_string());
+        if self.entry().grpc_code == 16 {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = self.retry_after_secs() {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+
+    /// Map any error poem raises (its own rejections included) onto the catalog.
+    pub fn from_poem(err: &poem::Error) -> ApiError {
+        if let Some(api) = err.downcast_ref::<ApiError>() {
+            return api.clone();
+        }
+        match err.status() {
+            StatusCode::NOT_FOUND => ApiError::RouteNotFound,
+            StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
+            s if s.is_client_error() => ApiError::Validation("invalid request".to_owned()),
+            StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable,
+            _ => ApiError::Internal,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status(&self) -> StatusCode {
+        self.http_status()
+    }
+
+    fn as_response(&self) -> Response {
+        self.to_response()
+    }
+}

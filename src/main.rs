@@ -1,0 +1,100 @@
+//! The `phoneproof` command: wires settings, telemetry and the application together.
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use phoneproof::auth::TokenVerifier;
+use phoneproof::config::Settings;
+use phoneproof::startup::{Application, Core, resolve_secrets, shutdown_signal};
+
+#[derive(Parser)]
+#[command(name = "phoneproof", version, about = "Phone number verification by SMS, ZITADEL-compatible")]
+struct Cli {
+    /// TOML configuration file; PHONEPROOF_* environment variables override it.
+    #[arg(long, global = true, env = "PHONEPROOF_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the service (HTTP API and SMS outbox worker).
+    Serve,
+    /// Run only the SMS outbox worker.
+    Worker,
+    /// Print an access token the service accepts (local auth only).
+    Token {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        org: String,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+fn load_settings(config: Option<&PathBuf>) -> Result<Settings, String> {
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    Settings::load(config.map(|p| p.as_path()), &env).map_err(|e| e.to_string())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Cmd::Openapi = cli.command {
+        print!("{}", phoneproof::openapi::openapi_json());
+        return ExitCode::SUCCESS;
+    }
+    let settings = match load_settings(cli.config.as_ref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("phoneproof: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    phoneproof::telemetry::init(&settings.log_format);
+    let result = match cli.command {
+        Cmd::Serve => serve(settings).await,
+        Cmd::Worker => worker(settings).await,
+        Cmd::Token { user, org } => token(settings, &user, &org),
+        Cmd::Openapi => unreachable!("handled above"),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("phoneproof: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> Result<(), String> {
+    let app = Application::build(settings, None).await.map_err(|e| e.to_string())?;
+    app.run_until(shutdown_signal()).await.map_err(|e| e.to_string())
+}
+
+async fn worker(settings: Settings) -> Result<(), String> {
+    let core = Core::build(settings, None).await.map_err(|e| e.to_string())?;
+    core.announce();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(core.worker().run(rx));
+    shutdown_signal().await;
+    let _ = tx.send(true);
+    task.await.map_err(|e| e.to_string())
+}
+
+fn token(settings: Settings, user: &str, org: &str) -> Result<(), String> {
+    if settings.auth.mode != phoneproof::config::AuthMode::Local {
+        return Err("`token` only works with local auth (auth.mode = local); with jwks, get tokens from your issuer".into());
+    }
+    if phoneproof::domain::UserId::parse(user).is_none() || phoneproof::domain::ResourceOwner::parse(org).is_none() {
+        return Err("--user and --org must be non-empty ids without control characters".into());
+    }
+    let secrets = resolve_secrets(&settings).map_err(|e| e.to_string())?;
+    let verifier = TokenVerifier::new(&settings.auth, &secrets.signing_seed).map_err(|e| e.to_string())?;
+    let now = chrono::Utc::now().timestamp();
+    println!("{}", verifier.issue(user, org, now).map_err(|e| e.to_string())?);
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! Request bodies: content type, size and JSON decoding into the contract's request shapes,
+//! then into domain types. The fuzz targets call these same functions.
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use utoipa::ToSchema;
+
+use crate::domain::{PhoneNumber, VerificationCode, validate_phone_field};
+use crate::error::ApiError;
+
+/// Body of Set My Phone.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = v1SetMyPhoneRequest)]
+pub struct SetMyPhoneRequest {
+    /// The phone number in international form, starting with `+` (spaces, dashes and
+    /// parentheses are accepted); stored and returned as E.164.
+    #[serde(default)]
+    #[schema(value_type = String, min_length = 1, max_length = 50, pattern = r"^\+", example = "+41 71 000 00 00", required = true)]
+    pub phone: Option<String>,
+}
+
+/// Body of Verify Phone.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = v1VerifyMyPhoneRequest)]
+pub struct VerifyMyPhoneRequest {
+    /// The code sent to the phone by SMS.
+    #[serde(default)]
+    #[schema(value_type = String, min_length = 1, max_length = 200, example = "SLUSZN", required = true)]
+    pub code: Option<String>,
+}
+
+/// Body of Resend Phone verification: an empty object, or no body at all.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = v1ResendMyPhoneVerificationRequest)]
+pub struct ResendMyPhoneVerificationRequest {}
+
+/// Accepts `application/json` (with parameters) or no content type; an empty body is `{}`.
+pub fn decode_json<T: DeserializeOwned + Default>(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<T, ApiError> {
+    if let Some(ct) = content_type {
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/json") && !(body.is_empty() && essence.is_empty()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let what = match e.classify() {
+            serde_json::error::Category::Data => "a field has the wrong JSON type (expected an object with string fields)",
+            serde_json::error::Category::Eof => "the JSON ends too early",
+            _ => "malformed JSON",
+        };
+        ApiError::Validation(format!(
+            "invalid request body: {what} at line {} column {}",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+/// Set My Phone's body to a phone number, with the contract's checks in order.
+pub fn decode_set_phone(content_type: Option<&str>, body: &[u8]) -> Result<PhoneNumber, ApiError> {
+    let req: SetMyPhoneRequest = decode_json(content_type, body)?;
+    let raw = req.phone.unwrap_or_default();
+    validate_phone_field(&raw).map_err(|m| ApiError::Validation(m.to_owned()))?;
+    Ok(PhoneNumber::parse(&raw)?)
+}
+
+/// Verify Phone's body to a code.
+pub fn decode_verify_code(content_type: Option<&str>, body: &[u8]) -> Result<VerificationCode, ApiError> {
+    let req: VerifyMyPhoneRequest = decode_json(content_type, body)?;
+    VerificationCode::parse(&req.code.unwrap_or_default()).map_err(|m| ApiError::Validation(m.to_owned()))
+}
+
+/// Resend's body: anything that is a JSON object (or nothing).
+pub fn decode_resend(content_type: Option<&str>, body: &[u8]) -> Result<(), ApiError> {
+    decode_json::<ResendMyPhoneVerificationRequest>(content_type, body).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_that_are_not_what_we_take() {
+        let ct = Some("application/json");
+        let cases: &[(Option<&str>, &[u8], &str)] = &[
+            (ct, b"{", "the JSON ends too early"),
+            (ct, b"{\"phone\": 5}", "wrong JSON type"),
+            (ct, b"[]", "wrong JSON type"),
+            (ct, b"not json", "malformed JSON"),
+        ];
+        for (ct, body, want) in cases {
+            match decode_set_phone(*ct, body) {
+                Err(ApiError::Validation(m)) => assert!(m.contains(want), "{body:?}: {m}"),
+                other => panic!("{body:?}: {other:?}"),
+            }
+        }
+        assert_eq!(decode_set_phone(Some("text/plain"), b"{}"), Err(ApiError::UnsupportedMediaType));
+    }
+
+    #[test]
+    fn missing_null_and_unknown_fields() {
+        let ct = Some("application/json; charset=utf-8");
+        let length = crate::domain::validate_phone_field("").unwrap_err();
+        assert_eq!(decode_set_phone(ct, b"{}"), Err(ApiError::Validation(length.into())));
+        assert_eq!(decode_set_phone(ct, b"{\"phone\":null}"), Err(ApiError::Validation(length.into())));
+        assert_eq!(decode_set_phone(None, b""), Err(ApiError::Validation(length.into())));
+        let p = decode_set_phone(ct, b"{\"phone\":\"+41 71 000 00 00\",\"x\":1}").unwrap();
+        assert_eq!(p.as_ref(), "+41710000000");
+    }
+
+    #[test]
+    fn a_code_never_appears_in_a_decoding_error() {
+        let err = decode_verify_code(Some("application/json"), b"{\"code\": 987654}").unwrap_err();
+        assert!(!err.body().to_string().contains("987654"));
+    }
+}
