@@ -128,7 +128,11 @@ impl ApiError {
             ),
             ApiError::Internal => row(13, Some("PHONEPROOF-intl1"), "Internal error"),
             ApiError::RouteNotFound => row(5, None, "Not Found"),
-            ApiError::MethodNotAllowed => row(12, None, "Method Not Allowed"),
+            // grpc-gateway answers a wrong method with 405 although code 12 is otherwise 501.
+            ApiError::MethodNotAllowed => CatalogEntry {
+                http_status: 405,
+                ..row(12, None, "Method Not Allowed")
+            },
         }
     }
 

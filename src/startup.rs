@@ -195,9 +195,7 @@ fn allowed_methods(path: &str) -> &'static str {
 /// The whole HTTP application; every non-200 answer leaves here as google.rpc.Status JSON.
 pub fn build_routes(state: Arc<AppState>) -> impl Endpoint {
     let metrics = state.metrics.clone();
-    Route::new()
-        .nest("/", phone::routes())
-        .nest("/", ops::routes())
+    ops::routes(phone::routes(Route::new()))
         .data(state)
         .around(move |ep, req| {
             let metrics = metrics.clone();

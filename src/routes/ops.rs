@@ -9,8 +9,9 @@ use poem::{IntoResponse, Response, Route, get, handler};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
-pub fn routes() -> Route {
-    Route::new()
+/// Adds the operator and documentation routes to `route`.
+pub fn routes(route: Route) -> Route {
+    route
         .at("/healthz", get(healthz))
         .at("/readyz", get(readyz))
         .at("/metrics", get(metrics))

@@ -90,8 +90,9 @@ details_response!(VerifyMyPhoneResponse, v1VerifyMyPhoneResponse);
 details_response!(ResendMyPhoneVerificationResponse, v1ResendMyPhoneVerificationResponse);
 details_response!(RemoveMyPhoneResponse, v1RemoveMyPhoneResponse);
 
-pub fn routes() -> Route {
-    Route::new()
+/// Adds the phone routes to `route`.
+pub fn routes(route: Route) -> Route {
+    route
         .at(PHONE_PATH, get(get_my_phone).put(set_my_phone).delete(remove_my_phone))
         .at(VERIFY_PATH, post(verify_my_phone))
         .at(RESEND_PATH, post(resend_my_phone_verification))
