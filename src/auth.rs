@@ -32,9 +32,6 @@ pub enum AuthSetupError {
     NotLocal,
 }
 
-/// Unknown `kid`s refresh the JWKS at most this often, so bad tokens cannot make us hammer it.
-const JWKS_MIN_REFRESH: Duration = Duration::from_secs(10);
-
 struct JwksCache {
     keys: HashMap<String, (DecodingKey, Algorithm)>,
     fetched_at: Option<Instant>,
@@ -49,6 +46,7 @@ enum Keys {
         url: String,
         client: reqwest::Client,
         cache: RwLock<JwksCache>,
+        min_refresh: Duration,
     },
 }
 
@@ -91,7 +89,9 @@ impl TokenVerifier {
         let keys = match settings.mode {
             AuthMode::Local => {
                 let sk = SigningKey::from_bytes(signing_seed);
-                let der = sk.to_pkcs8_der().map_err(|_| AuthSetupError::BadSigningKey)?;
+                let der = sk
+                    .to_pkcs8_der()
+                    .map_err(|_| AuthSetupError::BadSigningKey)?;
                 let public = sk.verifying_key().to_bytes();
                 Keys::Local {
                     encoding: EncodingKey::from_ed_der(der.as_bytes()),
@@ -108,6 +108,7 @@ impl TokenVerifier {
                     keys: HashMap::new(),
                     fetched_at: None,
                 }),
+                min_refresh: Duration::from_secs(settings.jwks_min_refresh_secs),
             },
         };
         Ok(Self {
@@ -133,8 +134,10 @@ impl TokenVerifier {
         claims.insert("iat".into(), now_secs.into());
         claims.insert("nbf".into(), now_secs.into());
         claims.insert("exp".into(), (now_secs + self.token_ttl_secs as i64).into());
-        Ok(jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, encoding)
-            .expect("Ed25519 signing does not fail"))
+        Ok(
+            jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, encoding)
+                .expect("Ed25519 signing does not fail"),
+        )
     }
 
     /// Loads the issuer's keys at start; a failure is logged, and the next token retries.
@@ -147,13 +150,19 @@ impl TokenVerifier {
     }
 
     async fn refresh_jwks(&self, force: bool) -> Result<(), String> {
-        let Keys::Jwks { url, client, cache } = &self.keys else {
+        let Keys::Jwks {
+            url,
+            client,
+            cache,
+            min_refresh,
+        } = &self.keys
+        else {
             return Ok(());
         };
         let mut guard = cache.write().await;
         if !force
             && let Some(at) = guard.fetched_at
-            && at.elapsed() < JWKS_MIN_REFRESH
+            && at.elapsed() < *min_refresh
         {
             return Ok(());
         }
@@ -216,7 +225,9 @@ impl TokenVerifier {
         )
         .map_err(|_| ApiError::TokenInvalid)?;
         let claim = |name: &str| data.claims.get(name).and_then(Value::as_str);
-        let user_id = claim("sub").and_then(UserId::parse).ok_or(ApiError::TokenInvalid)?;
+        let user_id = claim("sub")
+            .and_then(UserId::parse)
+            .ok_or(ApiError::TokenInvalid)?;
         let resource_owner = claim(&self.resource_owner_claim)
             .and_then(ResourceOwner::parse)
             .ok_or(ApiError::TokenInvalid)?;
@@ -244,7 +255,11 @@ impl<'a> FromRequest<'a> for AuthenticatedUser {
         let state = req
             .data::<Arc<AppState>>()
             .expect("AppState is attached to every route");
-        let token = bearer_token(req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()))?;
+        let token = bearer_token(
+            req.headers()
+                .get(header::AUTHORIZATION)
+                .map(|v| v.as_bytes()),
+        )?;
         Ok(state.verifier.verify(token).await?)
     }
 }
@@ -258,8 +273,18 @@ mod tests {
         assert_eq!(bearer_token(None), Err(ApiError::AuthHeaderMissing));
         assert_eq!(bearer_token(Some(b"Bearer abc")), Ok("abc"));
         assert_eq!(bearer_token(Some(b"bearer abc")), Ok("abc"));
-        for bad in [&b"Basic abc"[..], b"Bearer", b"Bearer  ", b"abc", b"\xff\xfe"] {
-            assert_eq!(bearer_token(Some(bad)), Err(ApiError::AuthHeaderInvalid), "{bad:?}");
+        for bad in [
+            &b"Basic abc"[..],
+            b"Bearer",
+            b"Bearer  ",
+            b"abc",
+            b"\xff\xfe",
+        ] {
+            assert_eq!(
+                bearer_token(Some(bad)),
+                Err(ApiError::AuthHeaderInvalid),
+                "{bad:?}"
+            );
         }
     }
 }

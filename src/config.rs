@@ -52,6 +52,8 @@ pub struct AuthSettings {
     pub leeway_secs: u64,
     /// Lifetime of tokens printed by `phoneproof token`, seconds.
     pub token_ttl_secs: u64,
+    /// An unknown `kid` refreshes the JWKS at most this often, so bad tokens cannot hammer it.
+    pub jwks_min_refresh_secs: u64,
 }
 
 impl Default for AuthSettings {
@@ -65,6 +67,7 @@ impl Default for AuthSettings {
             signing_key: None,
             leeway_secs: 0,
             token_ttl_secs: 12 * 3600,
+            jwks_min_refresh_secs: 10,
         }
     }
 }
@@ -228,15 +231,25 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("PHONEPROOF_AUTH_ISSUER", "auth.issuer"),
     ("PHONEPROOF_AUTH_AUDIENCE", "auth.audience"),
     ("PHONEPROOF_AUTH_JWKS_URL", "auth.jwks_url"),
-    ("PHONEPROOF_AUTH_RESOURCE_OWNER_CLAIM", "auth.resource_owner_claim"),
+    (
+        "PHONEPROOF_AUTH_RESOURCE_OWNER_CLAIM",
+        "auth.resource_owner_claim",
+    ),
     ("PHONEPROOF_AUTH_SIGNING_KEY", "auth.signing_key"),
     ("PHONEPROOF_AUTH_LEEWAY_SECS", "auth.leeway_secs"),
     ("PHONEPROOF_AUTH_TOKEN_TTL_SECS", "auth.token_ttl_secs"),
+    (
+        "PHONEPROOF_AUTH_JWKS_MIN_REFRESH_SECS",
+        "auth.jwks_min_refresh_secs",
+    ),
     ("PHONEPROOF_CODE_LENGTH", "code.length"),
     ("PHONEPROOF_CODE_ALPHABET", "code.alphabet"),
     ("PHONEPROOF_CODE_LIFETIME_SECS", "code.lifetime_secs"),
     ("PHONEPROOF_CODE_MAX_ATTEMPTS", "code.max_attempts"),
-    ("PHONEPROOF_CODE_RESEND_COOLDOWN_SECS", "code.resend_cooldown_secs"),
+    (
+        "PHONEPROOF_CODE_RESEND_COOLDOWN_SECS",
+        "code.resend_cooldown_secs",
+    ),
     ("PHONEPROOF_CODE_WINDOW_SECS", "code.window_secs"),
     ("PHONEPROOF_CODE_MAX_PER_WINDOW", "code.max_per_window"),
     ("PHONEPROOF_CODE_SECRET", "code.secret"),
@@ -248,16 +261,31 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("PHONEPROOF_SMS_HTTP_URL", "sms.http.url"),
     ("PHONEPROOF_SMS_HTTP_SIGNING_KEY", "sms.http.signing_key"),
     ("PHONEPROOF_SMS_TWILIO_BASE_URL", "sms.twilio.base_url"),
-    ("PHONEPROOF_SMS_TWILIO_ACCOUNT_SID", "sms.twilio.account_sid"),
+    (
+        "PHONEPROOF_SMS_TWILIO_ACCOUNT_SID",
+        "sms.twilio.account_sid",
+    ),
     ("PHONEPROOF_SMS_TWILIO_AUTH_TOKEN", "sms.twilio.auth_token"),
     ("PHONEPROOF_SMS_TWILIO_FROM", "sms.twilio.from"),
-    ("PHONEPROOF_SMS_TWILIO_MESSAGING_SERVICE_SID", "sms.twilio.messaging_service_sid"),
+    (
+        "PHONEPROOF_SMS_TWILIO_MESSAGING_SERVICE_SID",
+        "sms.twilio.messaging_service_sid",
+    ),
     ("PHONEPROOF_OUTBOX_MAX_ATTEMPTS", "outbox.max_attempts"),
     ("PHONEPROOF_OUTBOX_MAX_AGE_SECS", "outbox.max_age_secs"),
     ("PHONEPROOF_OUTBOX_LEASE_SECS", "outbox.lease_secs"),
-    ("PHONEPROOF_OUTBOX_POLL_INTERVAL_MS", "outbox.poll_interval_ms"),
-    ("PHONEPROOF_OUTBOX_BASE_BACKOFF_MS", "outbox.base_backoff_ms"),
-    ("PHONEPROOF_OUTBOX_MAX_BACKOFF_SECS", "outbox.max_backoff_secs"),
+    (
+        "PHONEPROOF_OUTBOX_POLL_INTERVAL_MS",
+        "outbox.poll_interval_ms",
+    ),
+    (
+        "PHONEPROOF_OUTBOX_BASE_BACKOFF_MS",
+        "outbox.base_backoff_ms",
+    ),
+    (
+        "PHONEPROOF_OUTBOX_MAX_BACKOFF_SECS",
+        "outbox.max_backoff_secs",
+    ),
     ("PHONEPROOF_OUTBOX_BATCH_SIZE", "outbox.batch_size"),
 ];
 
@@ -300,8 +328,12 @@ impl Settings {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| bad("--config", format!("cannot read {}: {e}", path.display())))?;
-                text.parse::<toml::Table>()
-                    .map_err(|e| bad("--config", format!("{} is not valid TOML: {e}", path.display())))?
+                text.parse::<toml::Table>().map_err(|e| {
+                    bad(
+                        "--config",
+                        format!("{} is not valid TOML: {e}", path.display()),
+                    )
+                })?
             }
             None => toml::Table::new(),
         };
@@ -310,15 +342,18 @@ impl Settings {
                 continue;
             }
             let Some((_, key)) = ENV_KEYS.iter().find(|(env_name, _)| env_name == name) else {
-                return Err(bad(name, "unknown setting (see the configuration reference in README.md)"));
+                return Err(bad(
+                    name,
+                    "unknown setting (see the configuration reference in README.md)",
+                ));
             };
             let typed = if numeric_key(key) {
-                toml::Value::Integer(
-                    value
-                        .trim()
-                        .parse::<i64>()
-                        .map_err(|_| bad(key, format!("`{value}` is not a whole number (from {name})")))?,
-                )
+                toml::Value::Integer(value.trim().parse::<i64>().map_err(|_| {
+                    bad(
+                        key,
+                        format!("`{value}` is not a whole number (from {name})"),
+                    )
+                })?)
             } else {
                 toml::Value::String(value.clone())
             };
@@ -332,13 +367,21 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        self.listen
-            .parse::<SocketAddr>()
-            .map_err(|_| bad("listen", format!("`{}` is not an address like 127.0.0.1:8080", self.listen)))?;
+        self.listen.parse::<SocketAddr>().map_err(|_| {
+            bad(
+                "listen",
+                format!("`{}` is not an address like 127.0.0.1:8080", self.listen),
+            )
+        })?;
         if let Some(url) = &self.database_url
-            && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
+            && !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
         {
-            return Err(bad("database_url", "must start with sqlite: or postgres://"));
+            return Err(bad(
+                "database_url",
+                "must start with sqlite: or postgres://",
+            ));
         }
         if self.body_limit < 1024 {
             return Err(bad("body_limit", "must be at least 1024 bytes"));
@@ -349,7 +392,10 @@ impl Settings {
         if self.auth.mode == AuthMode::Jwks {
             let url = self.auth.jwks_url.as_deref().unwrap_or("");
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(bad("auth.jwks_url", "required as an http(s) URL when auth.mode is jwks"));
+                return Err(bad(
+                    "auth.jwks_url",
+                    "required as an http(s) URL when auth.mode is jwks",
+                ));
             }
         }
         if self.auth.issuer.is_empty() {
@@ -369,7 +415,10 @@ impl Settings {
             if let Some(v) = value
                 && decode_key(v).is_none()
             {
-                return Err(bad(key, "must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)"));
+                return Err(bad(
+                    key,
+                    "must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)",
+                ));
             }
         }
         let c = &self.code;
@@ -381,19 +430,34 @@ impl Settings {
         distinct.sort();
         distinct.dedup();
         if alphabet.len() < 2 || alphabet.len() > 256 || distinct.len() != alphabet.len() {
-            return Err(bad("code.alphabet", "must hold 2 to 256 distinct characters"));
+            return Err(bad(
+                "code.alphabet",
+                "must hold 2 to 256 distinct characters",
+            ));
         }
-        if alphabet.iter().any(|ch| ch.is_control() || ch.is_whitespace()) {
-            return Err(bad("code.alphabet", "must not contain spaces or control characters"));
+        if alphabet
+            .iter()
+            .any(|ch| ch.is_control() || ch.is_whitespace())
+        {
+            return Err(bad(
+                "code.alphabet",
+                "must not contain spaces or control characters",
+            ));
         }
         if c.lifetime_secs == 0 {
             return Err(bad("code.lifetime_secs", "must be more than 0"));
         }
         if c.max_per_window > crate::domain::REMEMBERED_SENDS {
-            return Err(bad("code.max_per_window", "must be at most 32 (0 turns the limit off)"));
+            return Err(bad(
+                "code.max_per_window",
+                "must be at most 32 (0 turns the limit off)",
+            ));
         }
         if c.max_per_window > 0 && c.window_secs == 0 {
-            return Err(bad("code.window_secs", "must be more than 0 when code.max_per_window is set"));
+            return Err(bad(
+                "code.window_secs",
+                "must be more than 0 when code.max_per_window is set",
+            ));
         }
         if !self.sms.text.contains("{code}") {
             return Err(bad("sms.text", "must contain `{code}`"));
@@ -406,19 +470,31 @@ impl Settings {
             SmsProviderKind::Http => {
                 let url = self.sms.http.url.as_deref().unwrap_or("");
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(bad("sms.http.url", "required as an http(s) URL when sms.provider is http"));
+                    return Err(bad(
+                        "sms.http.url",
+                        "required as an http(s) URL when sms.provider is http",
+                    ));
                 }
             }
             SmsProviderKind::Twilio => {
                 let t = &self.sms.twilio;
                 if t.account_sid.as_deref().unwrap_or("").is_empty() {
-                    return Err(bad("sms.twilio.account_sid", "required when sms.provider is twilio"));
+                    return Err(bad(
+                        "sms.twilio.account_sid",
+                        "required when sms.provider is twilio",
+                    ));
                 }
                 if t.auth_token.as_deref().unwrap_or("").is_empty() {
-                    return Err(bad("sms.twilio.auth_token", "required when sms.provider is twilio"));
+                    return Err(bad(
+                        "sms.twilio.auth_token",
+                        "required when sms.provider is twilio",
+                    ));
                 }
                 if t.from.is_none() == t.messaging_service_sid.is_none() {
-                    return Err(bad("sms.twilio.from", "set exactly one of sms.twilio.from and sms.twilio.messaging_service_sid"));
+                    return Err(bad(
+                        "sms.twilio.from",
+                        "set exactly one of sms.twilio.from and sms.twilio.messaging_service_sid",
+                    ));
                 }
                 if !(t.base_url.starts_with("http://") || t.base_url.starts_with("https://")) {
                     return Err(bad("sms.twilio.base_url", "must be an http(s) URL"));
@@ -475,7 +551,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -484,7 +563,10 @@ mod tests {
         assert_eq!(s.listen, "127.0.0.1:8080");
         assert_eq!(s.auth.mode, AuthMode::Local);
         assert_eq!(s.sms.provider, SmsProviderKind::Log);
-        assert!(s.effective_database_url().ends_with("phoneproof-data/phoneproof.db"));
+        assert!(
+            s.effective_database_url()
+                .ends_with("phoneproof-data/phoneproof.db")
+        );
     }
 
     #[test]
@@ -506,9 +588,15 @@ mod tests {
             (&[("PHONEPROOF_CODE_ALPHABET", "AAB")], "`code.alphabet`"),
             (&[("PHONEPROOF_AUTH_MODE", "jwks")], "`auth.jwks_url`"),
             (&[("PHONEPROOF_SMS_PROVIDER", "http")], "`sms.http.url`"),
-            (&[("PHONEPROOF_SMS_PROVIDER", "twilio")], "`sms.twilio.account_sid`"),
+            (
+                &[("PHONEPROOF_SMS_PROVIDER", "twilio")],
+                "`sms.twilio.account_sid`",
+            ),
             (&[("PHONEPROOF_CODE_SECRET", "short")], "`code.secret`"),
-            (&[("PHONEPROOF_NO_SUCH_THING", "1")], "`PHONEPROOF_NO_SUCH_THING`"),
+            (
+                &[("PHONEPROOF_NO_SUCH_THING", "1")],
+                "`PHONEPROOF_NO_SUCH_THING`",
+            ),
         ];
         for (vars, key) in cases {
             let err = Settings::load(None, &env(vars)).unwrap_err().to_string();
@@ -521,7 +609,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
         std::fs::write(&path, "[code]\nlenght = 8\n").unwrap();
-        let err = Settings::load(Some(&path), &env(&[])).unwrap_err().to_string();
+        let err = Settings::load(Some(&path), &env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("lenght"), "{err}");
     }
 }

@@ -77,8 +77,12 @@ impl Secrets {
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
                 let mut f = opts.open(&tmp).map_err(io)?;
-                f.write_all(serde_json::to_string_pretty(&fresh).expect("plain").as_bytes())
-                    .map_err(io)?;
+                f.write_all(
+                    serde_json::to_string_pretty(&fresh)
+                        .expect("plain")
+                        .as_bytes(),
+                )
+                .map_err(io)?;
                 f.sync_all().map_err(io)?;
             }
             let linked = fs::hard_link(&tmp, &path);

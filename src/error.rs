@@ -91,9 +91,7 @@ impl ApiError {
             },
             ApiError::Domain(e) => match e {
                 DomainError::PhoneInvalid => row(3, Some("PHONE-so0wa"), "Phone is invalid"),
-                DomainError::PhoneNotChanged => {
-                    row(9, Some("COMMAND-wF94r"), "Phone not changed")
-                }
+                DomainError::PhoneNotChanged => row(9, Some("COMMAND-wF94r"), "Phone not changed"),
                 DomainError::CodeNotFound => row(5, Some("COMMAND-Rsj8c"), "Code not found"),
                 DomainError::CodeInvalid => row(3, Some("COMMAND-sM0cs"), "Code is invalid"),
                 DomainError::ResendPhoneNotFound => {

@@ -9,7 +9,11 @@ use phoneproof::config::Settings;
 use phoneproof::startup::{Application, Core, resolve_secrets, shutdown_signal};
 
 #[derive(Parser)]
-#[command(name = "phoneproof", version, about = "Phone number verification by SMS, ZITADEL-compatible")]
+#[command(
+    name = "phoneproof",
+    version,
+    about = "Phone number verification by SMS, ZITADEL-compatible"
+)]
 struct Cli {
     /// TOML configuration file; PHONEPROOF_* environment variables override it.
     #[arg(long, global = true, env = "PHONEPROOF_CONFIG")]
@@ -71,12 +75,18 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(settings: Settings) -> Result<(), String> {
-    let app = Application::build(settings, None).await.map_err(|e| e.to_string())?;
-    app.run_until(shutdown_signal()).await.map_err(|e| e.to_string())
+    let app = Application::build(settings, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    app.run_until(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn worker(settings: Settings) -> Result<(), String> {
-    let core = Core::build(settings, None).await.map_err(|e| e.to_string())?;
+    let core = Core::build(settings, None)
+        .await
+        .map_err(|e| e.to_string())?;
     core.announce();
     let (tx, rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(core.worker().run(rx));
@@ -89,12 +99,18 @@ fn token(settings: Settings, user: &str, org: &str) -> Result<(), String> {
     if settings.auth.mode != phoneproof::config::AuthMode::Local {
         return Err("`token` only works with local auth (auth.mode = local); with jwks, get tokens from your issuer".into());
     }
-    if phoneproof::domain::UserId::parse(user).is_none() || phoneproof::domain::ResourceOwner::parse(org).is_none() {
+    if phoneproof::domain::UserId::parse(user).is_none()
+        || phoneproof::domain::ResourceOwner::parse(org).is_none()
+    {
         return Err("--user and --org must be non-empty ids without control characters".into());
     }
     let secrets = resolve_secrets(&settings).map_err(|e| e.to_string())?;
-    let verifier = TokenVerifier::new(&settings.auth, &secrets.signing_seed).map_err(|e| e.to_string())?;
+    let verifier =
+        TokenVerifier::new(&settings.auth, &secrets.signing_seed).map_err(|e| e.to_string())?;
     let now = chrono::Utc::now().timestamp();
-    println!("{}", verifier.issue(user, org, now).map_err(|e| e.to_string())?);
+    println!(
+        "{}",
+        verifier.issue(user, org, now).map_err(|e| e.to_string())?
+    );
     Ok(())
 }

@@ -59,33 +59,80 @@ impl Metrics {
     pub fn render(&self, queue: Option<QueueStats>) -> String {
         let mut out = String::new();
         let counters = [
-            ("phoneproof_sms_sent_total", "SMS accepted by the provider.", &self.sms_sent),
-            ("phoneproof_sms_failed_total", "SMS delivery attempts that failed.", &self.sms_failed),
-            ("phoneproof_sms_retried_total", "SMS scheduled for another attempt.", &self.sms_retried),
-            ("phoneproof_sms_parked_total", "SMS parked after a permanent failure or too many attempts.", &self.sms_parked),
-            ("phoneproof_sms_dropped_total", "SMS dropped because their code was replaced, used or expired.", &self.sms_dropped),
+            (
+                "phoneproof_sms_sent_total",
+                "SMS accepted by the provider.",
+                &self.sms_sent,
+            ),
+            (
+                "phoneproof_sms_failed_total",
+                "SMS delivery attempts that failed.",
+                &self.sms_failed,
+            ),
+            (
+                "phoneproof_sms_retried_total",
+                "SMS scheduled for another attempt.",
+                &self.sms_retried,
+            ),
+            (
+                "phoneproof_sms_parked_total",
+                "SMS parked after a permanent failure or too many attempts.",
+                &self.sms_parked,
+            ),
+            (
+                "phoneproof_sms_dropped_total",
+                "SMS dropped because their code was replaced, used or expired.",
+                &self.sms_dropped,
+            ),
         ];
         for (name, help, c) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.get());
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.get()
+            );
         }
         if let Some(q) = queue {
             let gauges = [
-                ("phoneproof_outbox_due", "Messages due for delivery now.", q.due as f64),
-                ("phoneproof_outbox_pending", "Messages not yet delivered, due or scheduled.", q.pending as f64),
-                ("phoneproof_outbox_parked", "Messages parked for an operator.", q.parked as f64),
-                ("phoneproof_outbox_oldest_due_age_seconds", "Age of the oldest due message.", q.oldest_due_age_ms as f64 / 1000.0),
+                (
+                    "phoneproof_outbox_due",
+                    "Messages due for delivery now.",
+                    q.due as f64,
+                ),
+                (
+                    "phoneproof_outbox_pending",
+                    "Messages not yet delivered, due or scheduled.",
+                    q.pending as f64,
+                ),
+                (
+                    "phoneproof_outbox_parked",
+                    "Messages parked for an operator.",
+                    q.parked as f64,
+                ),
+                (
+                    "phoneproof_outbox_oldest_due_age_seconds",
+                    "Age of the oldest due message.",
+                    q.oldest_due_age_ms as f64 / 1000.0,
+                ),
             ];
             for (name, help, v) in gauges {
                 let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
             }
         }
         let name = "phoneproof_http_request_duration_seconds";
-        let _ = writeln!(out, "# HELP {name} HTTP requests by route, method and status.\n# TYPE {name} histogram");
+        let _ = writeln!(
+            out,
+            "# HELP {name} HTTP requests by route, method and status.\n# TYPE {name} histogram"
+        );
         let map = self.requests.lock().expect("metrics lock").clone();
         for ((route, method, status), h) in map {
             let labels = format!("route=\"{route}\",method=\"{method}\",status=\"{status}\"");
             for (i, bound) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {}", h.counts[i]);
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{{labels},le=\"{bound}\"}} {}",
+                    h.counts[i]
+                );
             }
             let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
             let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);

@@ -3,7 +3,8 @@
 use serde::Serialize;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{
-    ContentBuilder, HeaderBuilder, OpenApi as Doc, Ref, Required, ResponseBuilder, example::ExampleBuilder,
+    ContentBuilder, HeaderBuilder, OpenApi as Doc, Ref, Required, ResponseBuilder,
+    example::ExampleBuilder,
     schema::{ObjectBuilder, Type},
 };
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -78,7 +79,13 @@ fn operation_errors(operation_id: &str) -> Vec<(&'static str, ApiError)> {
             ("malformed", malformed),
             ("PHONE-so0wa", DomainError::PhoneInvalid.into()),
             ("COMMAND-wF94r", DomainError::PhoneNotChanged.into()),
-            ("throttled", DomainError::SendThrottled { retry_after_secs: 420 }.into()),
+            (
+                "throttled",
+                DomainError::SendThrottled {
+                    retry_after_secs: 420,
+                }
+                .into(),
+            ),
         ],
         "AuthService_VerifyMyPhone" => vec![
             ("length", validation(CODE_LENGTH_MESSAGE)),
@@ -91,9 +98,17 @@ fn operation_errors(operation_id: &str) -> Vec<(&'static str, ApiError)> {
             ("malformed", malformed),
             ("COMMAND-2M9sf", DomainError::PhoneAlreadyVerified.into()),
             ("COMMAND-2b7Hf", DomainError::ResendPhoneNotFound.into()),
-            ("throttled", DomainError::SendThrottled { retry_after_secs: 30 }.into()),
+            (
+                "throttled",
+                DomainError::SendThrottled {
+                    retry_after_secs: 30,
+                }
+                .into(),
+            ),
         ],
-        "AuthService_RemoveMyPhone" => vec![("COMMAND-p6rsc", DomainError::RemovePhoneNotFound.into())],
+        "AuthService_RemoveMyPhone" => {
+            vec![("COMMAND-p6rsc", DomainError::RemovePhoneNotFound.into())]
+        }
         _ => vec![],
     };
     if operation_id != "AuthService_GetMyPhone" {
@@ -101,7 +116,9 @@ fn operation_errors(operation_id: &str) -> Vec<(&'static str, ApiError)> {
     }
     if matches!(
         operation_id,
-        "AuthService_SetMyPhone" | "AuthService_VerifyMyPhone" | "AuthService_ResendMyPhoneVerification"
+        "AuthService_SetMyPhone"
+            | "AuthService_VerifyMyPhone"
+            | "AuthService_ResendMyPhoneVerification"
     ) {
         errors.push(("too-large", ApiError::PayloadTooLarge));
         errors.push(("content-type", ApiError::UnsupportedMediaType));
@@ -118,13 +135,19 @@ fn operation_errors(operation_id: &str) -> Vec<(&'static str, ApiError)> {
 
 fn status_description(status: u16) -> &'static str {
     match status {
-        400 => "The request is invalid (INVALID_ARGUMENT, code 3) or the phone is not in a state that allows it (FAILED_PRECONDITION, code 9).",
-        401 => "No valid bearer token (UNAUTHENTICATED, code 16). Carries `WWW-Authenticate: Bearer`.",
+        400 => {
+            "The request is invalid (INVALID_ARGUMENT, code 3) or the phone is not in a state that allows it (FAILED_PRECONDITION, code 9)."
+        }
+        401 => {
+            "No valid bearer token (UNAUTHENTICATED, code 16). Carries `WWW-Authenticate: Bearer`."
+        }
         404 => "There is nothing to act on (NOT_FOUND, code 5).",
         409 => "A concurrent request on the same phone won (ABORTED, code 10); retry.",
         413 => "The request body is larger than the server accepts (code 3).",
         415 => "The request body is not `application/json` (code 3).",
-        429 => "Too many attempts or codes (RESOURCE_EXHAUSTED, code 8); `Retry-After` says when waiting helps.",
+        429 => {
+            "Too many attempts or codes (RESOURCE_EXHAUSTED, code 8); `Retry-After` says when waiting helps."
+        }
         500 => "Internal error (INTERNAL, code 13); no internals are disclosed.",
         503 => "Storage is unavailable (UNAVAILABLE, code 14); retry after `Retry-After` seconds.",
         _ => "Error.",
@@ -142,9 +165,14 @@ impl Modify for SecurityAndErrors {
         components.add_security_scheme("BearerAuth", SecurityScheme::Http(bearer));
 
         for item in doc.paths.paths.values_mut() {
-            for op in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete]
-                .into_iter()
-                .flatten()
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
             {
                 let id = op.operation_id.clone().unwrap_or_default();
                 if let Some(utoipa::openapi::RefOr::T(body)) = op.request_body.as_mut() {
@@ -155,17 +183,33 @@ impl Modify for SecurityAndErrors {
                         Required::True
                     });
                 }
-                let mut by_status: std::collections::BTreeMap<u16, Vec<(&str, ApiError)>> = Default::default();
+                let mut by_status: std::collections::BTreeMap<u16, Vec<(&str, ApiError)>> =
+                    Default::default();
                 for (name, err) in operation_errors(&id) {
-                    by_status.entry(err.entry().http_status).or_default().push((name, err));
+                    by_status
+                        .entry(err.entry().http_status)
+                        .or_default()
+                        .push((name, err));
                 }
                 for (status, errs) in by_status {
                     let examples = errs.iter().map(|(name, err)| {
                         let entry = err.entry();
-                        let summary = entry.id.map(|i| format!("{i}: {}", entry.text)).unwrap_or_else(|| {
-                            err.body()["message"].as_str().unwrap_or_default().to_owned()
-                        });
-                        (name.to_string(), ExampleBuilder::new().summary(summary).value(Some(err.body())).build())
+                        let summary = entry
+                            .id
+                            .map(|i| format!("{i}: {}", entry.text))
+                            .unwrap_or_else(|| {
+                                err.body()["message"]
+                                    .as_str()
+                                    .unwrap_or_default()
+                                    .to_owned()
+                            });
+                        (
+                            name.to_string(),
+                            ExampleBuilder::new()
+                                .summary(summary)
+                                .value(Some(err.body()))
+                                .build(),
+                        )
                     });
                     let content = ContentBuilder::new()
                         .schema(Some(Ref::from_schema_name("rpcStatus")))
@@ -178,7 +222,9 @@ impl Modify for SecurityAndErrors {
                         response = response.header(
                             "WWW-Authenticate",
                             HeaderBuilder::new()
-                                .schema(Some(ObjectBuilder::new().schema_type(Type::String).build()))
+                                .schema(Some(
+                                    ObjectBuilder::new().schema_type(Type::String).build(),
+                                ))
                                 .description(Some("Always `Bearer`."))
                                 .build(),
                         );
@@ -192,7 +238,9 @@ impl Modify for SecurityAndErrors {
                                 .build(),
                         );
                     }
-                    op.responses.responses.insert(status.to_string(), response.build().into());
+                    op.responses
+                        .responses
+                        .insert(status.to_string(), response.build().into());
                 }
             }
         }
@@ -201,7 +249,9 @@ impl Modify for SecurityAndErrors {
 
 /// The document as served and committed: pretty JSON with a final newline.
 pub fn openapi_json() -> String {
-    let mut text = ApiDoc::openapi().to_pretty_json().expect("the document serializes");
+    let mut text = ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the document serializes");
     text.push('\n');
     text
 }

@@ -113,17 +113,27 @@ impl Worker {
     async fn deliver_one(&self, claimed: ClaimedSms) -> Result<Delivery, crate::store::StoreError> {
         let now = self.clock.now_ms();
         let Some(user) = UserId::parse(&claimed.user_id) else {
-            return self.park(&claimed, "stored user id is unreadable".into(), now).await;
+            return self
+                .park(&claimed, "stored user id is unreadable".into(), now)
+                .await;
         };
         let Some(msg) = self.codec.open(&claimed.payload) else {
             // Wrong key or damaged row: no retry can help, and nothing may be guessed.
-            return self.park(&claimed, "payload cannot be decrypted".into(), now).await;
+            return self
+                .park(&claimed, "payload cannot be decrypted".into(), now)
+                .await;
         };
         let state = self.store.phone(&user).await?.unwrap_or_default();
         if !state.code_still_current(claimed.code_sequence, now) {
             tracing::info!("code was replaced, used or expired before delivery; message dropped");
             self.store
-                .settle(&claimed.id, OutboxSettle::Drop { reason: "code replaced, consumed or expired".into() }, now)
+                .settle(
+                    &claimed.id,
+                    OutboxSettle::Drop {
+                        reason: "code replaced, consumed or expired".into(),
+                    },
+                    now,
+                )
                 .await?;
             self.metrics.sms_dropped.inc();
             return Ok(Delivery::Dropped);
@@ -155,7 +165,11 @@ impl Worker {
             }
             Err(err @ SendError::Transient { .. }) => {
                 self.metrics.sms_failed.inc();
-                let SendError::Transient { reason, retry_after } = err else {
+                let SendError::Transient {
+                    reason,
+                    retry_after,
+                } = err
+                else {
                     unreachable!()
                 };
                 let attempts = claimed.attempts + 1;
@@ -164,14 +178,25 @@ impl Worker {
                     || age_ms >= self.settings.max_age_secs as i64 * 1000
                 {
                     return self
-                        .park(&claimed, format!("gave up after {attempts} attempts: {reason}"), now)
+                        .park(
+                            &claimed,
+                            format!("gave up after {attempts} attempts: {reason}"),
+                            now,
+                        )
                         .await;
                 }
                 let wait = backoff_ms(&self.settings, claimed.attempts)
                     .max(retry_after.map(|d| d.as_millis() as i64).unwrap_or(0));
                 tracing::warn!(attempts, retry_in_ms = wait, reason = %reason, "SMS delivery failed; will retry");
                 self.store
-                    .settle(&claimed.id, OutboxSettle::Retry { next_attempt_at: now + wait, error: reason }, now)
+                    .settle(
+                        &claimed.id,
+                        OutboxSettle::Retry {
+                            next_attempt_at: now + wait,
+                            error: reason,
+                        },
+                        now,
+                    )
                     .await?;
                 self.metrics.sms_retried.inc();
                 Ok(Delivery::Retrying)
@@ -179,7 +204,12 @@ impl Worker {
         }
     }
 
-    async fn park(&self, claimed: &ClaimedSms, error: String, now: Millis) -> Result<Delivery, crate::store::StoreError> {
+    async fn park(
+        &self,
+        claimed: &ClaimedSms,
+        error: String,
+        now: Millis,
+    ) -> Result<Delivery, crate::store::StoreError> {
         tracing::error!(error = %error, "SMS parked; it will not be retried");
         self.store
             .settle(&claimed.id, OutboxSettle::Park { error }, now)

@@ -119,10 +119,11 @@ impl LogProvider {
                     reason: format!("cannot open SMS log file: {e}"),
                     retry_after: None,
                 })?;
-            f.write_all(line.as_bytes()).map_err(|e| SendError::Transient {
-                reason: format!("cannot write SMS log file: {e}"),
-                retry_after: None,
-            })?;
+            f.write_all(line.as_bytes())
+                .map_err(|e| SendError::Transient {
+                    reason: format!("cannot write SMS log file: {e}"),
+                    retry_after: None,
+                })?;
         }
         Ok(())
     }
@@ -156,7 +157,11 @@ fn transport_error(e: reqwest::Error) -> SendError {
 }
 
 /// 429, 408 and 5xx may pass; any other 4xx will not.
-fn classify_status(status: reqwest::StatusCode, retry: Option<Duration>, detail: String) -> SendError {
+fn classify_status(
+    status: reqwest::StatusCode,
+    retry: Option<Duration>,
+    detail: String,
+) -> SendError {
     if status.as_u16() == 429 || status.as_u16() == 408 || status.is_server_error() {
         SendError::Transient {
             reason: detail,
@@ -215,7 +220,11 @@ impl HttpProvider {
         if status.is_success() {
             return Ok(());
         }
-        Err(classify_status(status, retry_after(&resp), format!("HTTP {status}")))
+        Err(classify_status(
+            status,
+            retry_after(&resp),
+            format!("HTTP {status}"),
+        ))
     }
 }
 
@@ -271,7 +280,11 @@ impl TwilioProvider {
             .and_then(|e| e.code)
             .map(|c| format!(" (Twilio error {c})"))
             .unwrap_or_default();
-        Err(classify_status(status, retry, format!("HTTP {status}{code}")))
+        Err(classify_status(
+            status,
+            retry,
+            format!("HTTP {status}{code}"),
+        ))
     }
 }
 
@@ -291,9 +304,21 @@ mod tests {
     #[test]
     fn statuses_are_classified() {
         use reqwest::StatusCode as S;
-        assert!(matches!(classify_status(S::TOO_MANY_REQUESTS, None, String::new()), SendError::Transient { .. }));
-        assert!(matches!(classify_status(S::BAD_GATEWAY, None, String::new()), SendError::Transient { .. }));
-        assert!(matches!(classify_status(S::BAD_REQUEST, None, String::new()), SendError::Permanent { .. }));
-        assert!(matches!(classify_status(S::UNAUTHORIZED, None, String::new()), SendError::Permanent { .. }));
+        assert!(matches!(
+            classify_status(S::TOO_MANY_REQUESTS, None, String::new()),
+            SendError::Transient { .. }
+        ));
+        assert!(matches!(
+            classify_status(S::BAD_GATEWAY, None, String::new()),
+            SendError::Transient { .. }
+        ));
+        assert!(matches!(
+            classify_status(S::BAD_REQUEST, None, String::new()),
+            SendError::Permanent { .. }
+        ));
+        assert!(matches!(
+            classify_status(S::UNAUTHORIZED, None, String::new()),
+            SendError::Permanent { .. }
+        ));
     }
 }

@@ -102,7 +102,12 @@ impl Core {
         }
         let codec = Arc::new(OutboxCodec::new(&secrets.outbox_key, &settings.sms.text));
         let wakeup = Arc::new(Notify::new());
-        let store = Store::connect(&settings.effective_database_url(), codec.clone(), wakeup.clone()).await?;
+        let store = Store::connect(
+            &settings.effective_database_url(),
+            codec.clone(),
+            wakeup.clone(),
+        )
+        .await?;
         Ok(Core {
             clock: clock.unwrap_or_else(|| Arc::new(SystemClock)),
             metrics: Arc::new(Metrics::default()),
@@ -140,32 +145,53 @@ impl Core {
         match s.auth.mode {
             AuthMode::Local => tracing::info!(
                 "auth: local tokens (issuer {}, audience {}); get one with `phoneproof token --user <id> --org <id>`",
-                s.auth.issuer, s.auth.audience
+                s.auth.issuer,
+                s.auth.audience
             ),
             AuthMode::Jwks => tracing::info!(
                 "auth: JWKS from {} (issuer {}, audience {})",
-                s.auth.jwks_url.as_deref().unwrap_or(""), s.auth.issuer, s.auth.audience
+                s.auth.jwks_url.as_deref().unwrap_or(""),
+                s.auth.issuer,
+                s.auth.audience
             ),
         }
-        tracing::info!("auth: resource owner claim `{}`", s.auth.resource_owner_claim);
+        tracing::info!(
+            "auth: resource owner claim `{}`",
+            s.auth.resource_owner_claim
+        );
         match s.sms.provider {
             SmsProviderKind::Log => tracing::info!(
                 "sms: log provider: messages (with their codes) go to this log{}; for local use only",
-                s.sms.log_file.as_ref().map(|f| format!(" and to {}", f.display())).unwrap_or_default()
+                s.sms
+                    .log_file
+                    .as_ref()
+                    .map(|f| format!(" and to {}", f.display()))
+                    .unwrap_or_default()
             ),
             SmsProviderKind::Http => tracing::info!(
                 "sms: HTTP provider{}",
-                if s.sms.http.signing_key.is_some() { " (signed requests)" } else { " (unsigned requests)" }
+                if s.sms.http.signing_key.is_some() {
+                    " (signed requests)"
+                } else {
+                    " (unsigned requests)"
+                }
             ),
-            SmsProviderKind::Twilio => tracing::info!("sms: Twilio provider at {}", s.sms.twilio.base_url),
+            SmsProviderKind::Twilio => {
+                tracing::info!("sms: Twilio provider at {}", s.sms.twilio.base_url)
+            }
         }
         tracing::info!(
             "codes: {} characters of {:?}, valid {} s, {} wrong attempts allowed (0 = unlimited)",
-            s.code.length, s.code.alphabet, s.code.lifetime_secs, s.code.max_attempts
+            s.code.length,
+            s.code.alphabet,
+            s.code.lifetime_secs,
+            s.code.max_attempts
         );
         tracing::info!(
             "sends: resend cooldown {} s, at most {} codes per {} s per user",
-            s.code.resend_cooldown_secs, s.code.max_per_window, s.code.window_secs
+            s.code.resend_cooldown_secs,
+            s.code.max_per_window,
+            s.code.window_secs
         );
     }
 }
@@ -209,8 +235,10 @@ pub fn build_routes(state: Arc<AppState>) -> impl Endpoint {
                         let api = ApiError::from_poem(&e);
                         let mut r = api.to_response();
                         if api == ApiError::MethodNotAllowed {
-                            r.headers_mut()
-                                .insert(header::ALLOW, HeaderValue::from_static(allowed_methods(&path)));
+                            r.headers_mut().insert(
+                                header::ALLOW,
+                                HeaderValue::from_static(allowed_methods(&path)),
+                            );
                         }
                         r
                     }
@@ -235,7 +263,10 @@ pub struct Application {
 
 impl Application {
     /// Builds everything and binds the listener (port 0 picks a free one).
-    pub async fn build(settings: Settings, clock: Option<SharedClock>) -> Result<Application, StartError> {
+    pub async fn build(
+        settings: Settings,
+        clock: Option<SharedClock>,
+    ) -> Result<Application, StartError> {
         let core = Core::build(settings, clock).await?;
         core.announce();
         // The first parse loads libphonenumber's metadata (~100 ms): do it now, not on a request.
@@ -247,13 +278,19 @@ impl Application {
         let acceptor = TcpListener::bind(addr.clone())
             .into_acceptor()
             .await
-            .map_err(|source| StartError::Listen { addr: addr.clone(), source })?;
+            .map_err(|source| StartError::Listen {
+                addr: addr.clone(),
+                source,
+            })?;
         let port = acceptor
             .local_addr()
             .first()
             .and_then(|a| a.as_socket_addr().map(|s| s.port()))
             .unwrap_or_default();
-        tracing::info!("listening on http://{}:{port} (Swagger UI at /swagger-ui/)", s.listen_addr().ip());
+        tracing::info!(
+            "listening on http://{}:{port} (Swagger UI at /swagger-ui/)",
+            s.listen_addr().ip()
+        );
         let worker = Some(core.worker());
         let state = Arc::new(AppState {
             verifier,
@@ -267,7 +304,12 @@ impl Application {
             swagger_config: Arc::new(utoipa_swagger_ui::Config::new(["/openapi.json"])),
             store: core.store.clone(),
         });
-        Ok(Application { acceptor, port, state, worker })
+        Ok(Application {
+            acceptor,
+            port,
+            state,
+            worker,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -279,7 +321,10 @@ impl Application {
     }
 
     /// Serves until `stop` resolves, then drains requests and stops the worker.
-    pub async fn run_until(self, stop: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let (tx, rx) = watch::channel(false);
         let worker_task = self.worker.map(|w| tokio::spawn(w.run(rx)));
         let app = build_routes(self.state);

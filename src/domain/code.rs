@@ -58,7 +58,10 @@ impl Default for CodePolicy {
 /// equally likely.
 pub fn generate_code(policy: &CodePolicy, mut random_bytes: impl FnMut(&mut [u8])) -> String {
     let n = policy.alphabet.len();
-    assert!((1..=256).contains(&n), "alphabet size checked by configuration");
+    assert!(
+        (1..=256).contains(&n),
+        "alphabet size checked by configuration"
+    );
     let limit = 256 - (256 % n);
     let mut out = String::with_capacity(policy.length);
     let mut buf = [0u8; 64];
@@ -123,7 +126,10 @@ mod tests {
         for _ in 0..100 {
             let code = generate_code(&policy, os_random);
             assert_eq!(code.len(), 6);
-            assert!(code.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
+            assert!(
+                code.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            );
         }
     }
 

@@ -221,10 +221,22 @@ mod tests {
     fn cooldown_answers_with_the_seconds_left() {
         let h = CodeHasher::new([0; 32]);
         let (p, s) = (CodePolicy::default(), SendPolicy::default());
-        let d = decide_set(&PhoneState::default(), &phone("+41710000000"), &new_code(&h, "A"), &p, &s, 0);
+        let d = decide_set(
+            &PhoneState::default(),
+            &phone("+41710000000"),
+            &new_code(&h, "A"),
+            &p,
+            &s,
+            0,
+        );
         let state = fold(PhoneState::default(), &d, 0);
         let d = decide_resend(&state, &new_code(&h, "B"), &p, &s, 10_500);
-        assert_eq!(d.outcome, Err(DomainError::SendThrottled { retry_after_secs: 20 }));
+        assert_eq!(
+            d.outcome,
+            Err(DomainError::SendThrottled {
+                retry_after_secs: 20
+            })
+        );
         let d = decide_resend(&state, &new_code(&h, "B"), &p, &s, 30_000);
         assert_eq!(d.outcome, Ok(()));
     }
@@ -237,7 +249,14 @@ mod tests {
         let mut now = 0;
         for i in 0..5 {
             let d = if i % 2 == 0 {
-                decide_set(&state, &phone(&format!("+4171000000{i}")), &new_code(&h, "A"), &p, &s, now)
+                decide_set(
+                    &state,
+                    &phone(&format!("+4171000000{i}")),
+                    &new_code(&h, "A"),
+                    &p,
+                    &s,
+                    now,
+                )
             } else {
                 decide_resend(&state, &new_code(&h, "A"), &p, &s, now)
             };
@@ -245,9 +264,21 @@ mod tests {
             state = fold(state, &d, now);
             now += 31_000;
         }
-        let d = decide_set(&state, &phone("+41719999999"), &new_code(&h, "A"), &p, &s, now);
+        let d = decide_set(
+            &state,
+            &phone("+41719999999"),
+            &new_code(&h, "A"),
+            &p,
+            &s,
+            now,
+        );
         // The first send at 0 leaves the window at 600 s.
-        assert_eq!(d.outcome, Err(DomainError::SendThrottled { retry_after_secs: ceil_secs(600_000 - now) }));
+        assert_eq!(
+            d.outcome,
+            Err(DomainError::SendThrottled {
+                retry_after_secs: ceil_secs(600_000 - now)
+            })
+        );
         assert!(d.events.is_empty());
     }
 

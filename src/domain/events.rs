@@ -7,9 +7,14 @@ use crate::clock::Millis;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    PhoneChanged { phone: PhoneNumber },
+    PhoneChanged {
+        phone: PhoneNumber,
+    },
     /// Only the keyed hash of the code is ever part of an event.
-    CodeAdded { code_hash: CodeHash, expires_at: Millis },
+    CodeAdded {
+        code_hash: CodeHash,
+        expires_at: Millis,
+    },
     CodeSent,
     Verified,
     VerificationFailed,
@@ -43,10 +48,14 @@ impl Event {
 
     pub fn payload(&self) -> Value {
         match self {
-            Event::PhoneChanged { phone } => {
-                serde_json::to_value(ChangedPayload { phone: phone.clone() }).expect("plain struct")
-            }
-            Event::CodeAdded { code_hash, expires_at } => serde_json::to_value(CodeAddedPayload {
+            Event::PhoneChanged { phone } => serde_json::to_value(ChangedPayload {
+                phone: phone.clone(),
+            })
+            .expect("plain struct"),
+            Event::CodeAdded {
+                code_hash,
+                expires_at,
+            } => serde_json::to_value(CodeAddedPayload {
                 code_hash: code_hash.clone(),
                 expiry_ms: *expires_at,
             })

@@ -36,4 +36,7 @@ macro_rules! id_type {
 }
 
 id_type!(UserId, "The authenticated user: the token's `sub`.");
-id_type!(ResourceOwner, "The organisation the user belongs to, from the token.");
+id_type!(
+    ResourceOwner,
+    "The organisation the user belongs to, from the token."
+);

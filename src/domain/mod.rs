@@ -6,11 +6,19 @@ mod ids;
 mod phone;
 mod state;
 
-pub use code::{CODE_LENGTH_MESSAGE, CodeHash, CodeHasher, CodePolicy, VerificationCode, generate_code, os_random};
-pub use decide::{Decision, NewCode, SendPolicy, SmsToSend, decide_remove, decide_resend, decide_set, decide_verify};
+pub use code::{
+    CODE_LENGTH_MESSAGE, CodeHash, CodeHasher, CodePolicy, VerificationCode, generate_code,
+    os_random,
+};
+pub use decide::{
+    Decision, NewCode, SendPolicy, SmsToSend, decide_remove, decide_resend, decide_set,
+    decide_verify,
+};
 pub use events::Event;
 pub use ids::{ResourceOwner, UserId};
-pub use phone::{PHONE_LENGTH_MESSAGE, PHONE_PREFIX_MESSAGE, PhoneNumber, mask_phone, validate_phone_field};
+pub use phone::{
+    PHONE_LENGTH_MESSAGE, PHONE_PREFIX_MESSAGE, PhoneNumber, mask_phone, validate_phone_field,
+};
 pub use state::{PendingCode, PhoneState, REMEMBERED_SENDS};
 
 /// A rule of the domain said no. Each maps to one row of the error catalog.

@@ -94,7 +94,11 @@ mod tests {
     #[test]
     fn garbage_does_not_parse() {
         for raw in ["+", "+abc", "+41 71 000 00 00\u{0}", "++"] {
-            assert_eq!(PhoneNumber::parse(raw), Err(DomainError::PhoneInvalid), "{raw:?}");
+            assert_eq!(
+                PhoneNumber::parse(raw),
+                Err(DomainError::PhoneInvalid),
+                "{raw:?}"
+            );
         }
     }
 

@@ -38,27 +38,45 @@ pub fn decode_json<T: DeserializeOwned + Default>(
     content_type: Option<&str>,
     body: &[u8],
 ) -> Result<T, ApiError> {
+    let blank = body.iter().all(u8::is_ascii_whitespace);
     if let Some(ct) = content_type {
         let essence = ct.split(';').next().unwrap_or("").trim();
-        if !essence.eq_ignore_ascii_case("application/json") && !(body.is_empty() && essence.is_empty()) {
+        // An empty body needs no content type; a body must be JSON.
+        if !blank && !essence.eq_ignore_ascii_case("application/json") {
             return Err(ApiError::UnsupportedMediaType);
         }
     }
-    if body.iter().all(u8::is_ascii_whitespace) {
+    let Some(first) = body.iter().find(|b| !b.is_ascii_whitespace()) else {
         return Ok(T::default());
+    };
+    // serde would also read a struct from a JSON array; the contract's bodies are objects.
+    if *first != b'{' {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => ApiError::Validation(format!(
+                    "invalid request body: {WRONG_TYPE} at line 1 column 1"
+                )),
+                Err(e) => describe(&e),
+            },
+        );
     }
-    serde_json::from_slice(body).map_err(|e| {
-        let what = match e.classify() {
-            serde_json::error::Category::Data => "a field has the wrong JSON type (expected an object with string fields)",
-            serde_json::error::Category::Eof => "the JSON ends too early",
-            _ => "malformed JSON",
-        };
-        ApiError::Validation(format!(
-            "invalid request body: {what} at line {} column {}",
-            e.line(),
-            e.column()
-        ))
-    })
+    serde_json::from_slice(body).map_err(|e| describe(&e))
+}
+
+const WRONG_TYPE: &str = "a field has the wrong JSON type (expected an object with string fields)";
+
+/// Where and how the JSON is wrong, without echoing any of its values.
+fn describe(e: &serde_json::Error) -> ApiError {
+    let what = match e.classify() {
+        serde_json::error::Category::Data => WRONG_TYPE,
+        serde_json::error::Category::Eof => "the JSON ends too early",
+        _ => "malformed JSON",
+    };
+    ApiError::Validation(format!(
+        "invalid request body: {what} at line {} column {}",
+        e.line(),
+        e.column()
+    ))
 }
 
 /// Set My Phone's body to a phone number, with the contract's checks in order.
@@ -70,9 +88,13 @@ pub fn decode_set_phone(content_type: Option<&str>, body: &[u8]) -> Result<Phone
 }
 
 /// Verify Phone's body to a code.
-pub fn decode_verify_code(content_type: Option<&str>, body: &[u8]) -> Result<VerificationCode, ApiError> {
+pub fn decode_verify_code(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<VerificationCode, ApiError> {
     let req: VerifyMyPhoneRequest = decode_json(content_type, body)?;
-    VerificationCode::parse(&req.code.unwrap_or_default()).map_err(|m| ApiError::Validation(m.to_owned()))
+    VerificationCode::parse(&req.code.unwrap_or_default())
+        .map_err(|m| ApiError::Validation(m.to_owned()))
 }
 
 /// Resend's body: anything that is a JSON object (or nothing).
@@ -99,16 +121,28 @@ mod tests {
                 other => panic!("{body:?}: {other:?}"),
             }
         }
-        assert_eq!(decode_set_phone(Some("text/plain"), b"{}"), Err(ApiError::UnsupportedMediaType));
+        assert_eq!(
+            decode_set_phone(Some("text/plain"), b"{}"),
+            Err(ApiError::UnsupportedMediaType)
+        );
     }
 
     #[test]
     fn missing_null_and_unknown_fields() {
         let ct = Some("application/json; charset=utf-8");
         let length = crate::domain::validate_phone_field("").unwrap_err();
-        assert_eq!(decode_set_phone(ct, b"{}"), Err(ApiError::Validation(length.into())));
-        assert_eq!(decode_set_phone(ct, b"{\"phone\":null}"), Err(ApiError::Validation(length.into())));
-        assert_eq!(decode_set_phone(None, b""), Err(ApiError::Validation(length.into())));
+        assert_eq!(
+            decode_set_phone(ct, b"{}"),
+            Err(ApiError::Validation(length.into()))
+        );
+        assert_eq!(
+            decode_set_phone(ct, b"{\"phone\":null}"),
+            Err(ApiError::Validation(length.into()))
+        );
+        assert_eq!(
+            decode_set_phone(None, b""),
+            Err(ApiError::Validation(length.into()))
+        );
         let p = decode_set_phone(ct, b"{\"phone\":\"+41 71 000 00 00\",\"x\":1}").unwrap();
         assert_eq!(p.as_ref(), "+41710000000");
     }

@@ -71,7 +71,10 @@ fn swagger_index(Data(app): Data<&Arc<AppState>>) -> poem::Result<Response> {
 }
 
 #[handler]
-fn swagger_file(Data(app): Data<&Arc<AppState>>, Path(path): Path<String>) -> poem::Result<Response> {
+fn swagger_file(
+    Data(app): Data<&Arc<AppState>>,
+    Path(path): Path<String>,
+) -> poem::Result<Response> {
     serve_swagger(app, &path)
 }
 

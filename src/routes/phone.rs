@@ -87,13 +87,19 @@ macro_rules! details_response {
 
 details_response!(SetMyPhoneResponse, v1SetMyPhoneResponse);
 details_response!(VerifyMyPhoneResponse, v1VerifyMyPhoneResponse);
-details_response!(ResendMyPhoneVerificationResponse, v1ResendMyPhoneVerificationResponse);
+details_response!(
+    ResendMyPhoneVerificationResponse,
+    v1ResendMyPhoneVerificationResponse
+);
 details_response!(RemoveMyPhoneResponse, v1RemoveMyPhoneResponse);
 
 /// Adds the phone routes to `route`.
 pub fn routes(route: Route) -> Route {
     route
-        .at(PHONE_PATH, get(get_my_phone).put(set_my_phone).delete(remove_my_phone))
+        .at(
+            PHONE_PATH,
+            get(get_my_phone).put(set_my_phone).delete(remove_my_phone),
+        )
         .at(VERIFY_PATH, post(verify_my_phone))
         .at(RESEND_PATH, post(resend_my_phone_verification))
 }
@@ -109,7 +115,9 @@ fn change_details(state: &PhoneState, owner: &ResourceOwner) -> ObjectDetails {
 }
 
 fn content_type(req: &Request) -> Option<&str> {
-    req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
 }
 
 async fn read_body(app: &AppState, body: Body) -> Result<Vec<u8>, ApiError> {
@@ -211,7 +219,9 @@ pub async fn set_my_phone(
     let code = app.new_code();
     let (policy, send) = (app.code_policy.clone(), app.send_policy.clone());
     let result = app
-        .run(&user, move |s, now| decide_set(s, &phone, &code, &policy, &send, now))
+        .run(&user, move |s, now| {
+            decide_set(s, &phone, &code, &policy, &send, now)
+        })
         .await?;
     Ok(Json(SetMyPhoneResponse {
         details: change_details(&result.state, &user.resource_owner),
@@ -241,7 +251,9 @@ pub async fn verify_my_phone(
     let candidate = app.hasher.hash(code.expose());
     let policy = app.code_policy.clone();
     let result = app
-        .run(&user, move |s, now| decide_verify(s, &candidate, &policy, now))
+        .run(&user, move |s, now| {
+            decide_verify(s, &candidate, &policy, now)
+        })
         .await?;
     Ok(Json(VerifyMyPhoneResponse {
         details: change_details(&result.state, &user.resource_owner),
@@ -271,7 +283,9 @@ pub async fn resend_my_phone_verification(
     let code = app.new_code();
     let (policy, send) = (app.code_policy.clone(), app.send_policy.clone());
     let result = app
-        .run(&user, move |s, now| decide_resend(s, &code, &policy, &send, now))
+        .run(&user, move |s, now| {
+            decide_resend(s, &code, &policy, &send, now)
+        })
         .await?;
     Ok(Json(ResendMyPhoneVerificationResponse {
         details: change_details(&result.state, &user.resource_owner),

@@ -30,7 +30,9 @@ impl From<StoreError> for crate::error::ApiError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "storage failure");
         match e {
-            StoreError::Unavailable(_) | StoreError::Setup(_) => crate::error::ApiError::Unavailable,
+            StoreError::Unavailable(_) | StoreError::Setup(_) => {
+                crate::error::ApiError::Unavailable
+            }
             StoreError::Conflict => crate::error::ApiError::Aborted,
             StoreError::Corrupt(_) => crate::error::ApiError::Internal,
         }
@@ -104,9 +106,16 @@ pub struct OutboxRow {
 /// How a delivery attempt ended, other than success.
 #[derive(Debug, Clone)]
 pub enum OutboxSettle {
-    Retry { next_attempt_at: Millis, error: String },
-    Park { error: String },
-    Drop { reason: String },
+    Retry {
+        next_attempt_at: Millis,
+        error: String,
+    },
+    Park {
+        error: String,
+    },
+    Drop {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Default)]

@@ -13,8 +13,8 @@ use sqlx::{Connection, Row};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::{
-    ClaimedSms, Command, CommandResult, OutboxRow, OutboxSettle, QueueStats, SmsSealer,
-    StoreError, StoredEvent,
+    ClaimedSms, Command, CommandResult, OutboxRow, OutboxSettle, QueueStats, SmsSealer, StoreError,
+    StoredEvent,
 };
 use crate::clock::Millis;
 use crate::domain::{Event, PhoneState, os_random};
@@ -194,11 +194,13 @@ impl SqliteStore {
 
     pub async fn release(&self, ids: &[String]) -> Result<(), StoreError> {
         for id in ids {
-            sqlx::query("UPDATE sms_outbox SET lease_until = NULL WHERE id = $1 AND status = 'pending'")
-                .bind(id.as_str())
-                .execute(&self.maint)
-                .await
-                .map_err(unavailable)?;
+            sqlx::query(
+                "UPDATE sms_outbox SET lease_until = NULL WHERE id = $1 AND status = 'pending'",
+            )
+            .bind(id.as_str())
+            .execute(&self.maint)
+            .await
+            .map_err(unavailable)?;
         }
         Ok(())
     }
@@ -311,7 +313,9 @@ async fn writer_loop(
                 conn = None;
                 for reply in replies {
                     let _ = reply.send(Err(match &e {
-                        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+                        sqlx::Error::Database(db) if db.is_unique_violation() => {
+                            StoreError::Conflict
+                        }
                         other => StoreError::Unavailable(clone_error(other)),
                     }));
                 }
@@ -455,7 +459,11 @@ struct NewSms<'a> {
     sealed: &'a [u8],
 }
 
-async fn enqueue_sms(conn: &mut SqliteConnection, sms: &NewSms<'_>, now: Millis) -> Result<(), sqlx::Error> {
+async fn enqueue_sms(
+    conn: &mut SqliteConnection,
+    sms: &NewSms<'_>,
+    now: Millis,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO sms_outbox (id, user_id, resource_owner, code_sequence, recipient_masked,
                                  payload, status, attempts, next_attempt_at, created_at, updated_at)
@@ -474,7 +482,11 @@ async fn enqueue_sms(conn: &mut SqliteConnection, sms: &NewSms<'_>, now: Millis)
 }
 
 /// True when the message was still pending and is now delivered (text wiped).
-async fn mark_delivered(conn: &mut SqliteConnection, id: &str, now: Millis) -> Result<bool, sqlx::Error> {
+async fn mark_delivered(
+    conn: &mut SqliteConnection,
+    id: &str,
+    now: Millis,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE sms_outbox SET status = 'delivered', payload = NULL, lease_until = NULL,
                 attempts = attempts + 1, last_error = NULL, updated_at = $2

@@ -1,0 +1,285 @@
+//! Bearer tokens: local Ed25519 tokens and an issuer's JWKS (served by wiremock).
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::*;
+
+const RO_CLAIM: &str = "urn:zitadel:iam:user:resourceowner:id";
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn claims(iss: &str, aud: &str, exp: i64, nbf: i64) -> Value {
+    json!({"iss": iss, "aud": aud, "sub": "user-1", RO_CLAIM: ORG, "iat": now(), "exp": exp, "nbf": nbf})
+}
+
+fn local_key(app: &TestApp) -> EncodingKey {
+    let secrets = phoneproof::crypto::Secrets::load_or_create(app.dir.path()).unwrap();
+    let der = SigningKey::from_bytes(&secrets.signing_seed)
+        .to_pkcs8_der()
+        .unwrap();
+    EncodingKey::from_ed_der(der.as_bytes())
+}
+
+fn sign(alg: Algorithm, kid: Option<&str>, claims: &Value, key: &EncodingKey) -> String {
+    let mut h = Header::new(alg);
+    h.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&h, claims, key).unwrap()
+}
+
+#[tokio::test]
+async fn local_tokens_are_checked_for_time_issuer_audience_signature_and_algorithm() {
+    let app = spawn_app().await;
+    let key = local_key(&app);
+    let good = claims("phoneproof-local", "phoneproof", now() + 600, now() - 5);
+    assert_eq!(
+        app.get_phone(&sign(Algorithm::EdDSA, None, &good, &key))
+            .await
+            .status,
+        200
+    );
+
+    let other_key = EncodingKey::from_ed_der(
+        SigningKey::from_bytes(&[9; 32])
+            .to_pkcs8_der()
+            .unwrap()
+            .as_bytes(),
+    );
+    let unsigned = format!(
+        "{}.{}.",
+        B64URL.encode(br#"{"alg":"none","typ":"JWT"}"#),
+        B64URL.encode(good.to_string())
+    );
+    let mut no_owner = good.clone();
+    no_owner.as_object_mut().unwrap().remove(RO_CLAIM);
+    let cases = [
+        (
+            "expired",
+            sign(
+                Algorithm::EdDSA,
+                None,
+                &claims("phoneproof-local", "phoneproof", now() - 10, now() - 600),
+                &key,
+            ),
+        ),
+        (
+            "not yet valid",
+            sign(
+                Algorithm::EdDSA,
+                None,
+                &claims("phoneproof-local", "phoneproof", now() + 600, now() + 300),
+                &key,
+            ),
+        ),
+        (
+            "wrong issuer",
+            sign(
+                Algorithm::EdDSA,
+                None,
+                &claims("someone-else", "phoneproof", now() + 600, now()),
+                &key,
+            ),
+        ),
+        (
+            "wrong audience",
+            sign(
+                Algorithm::EdDSA,
+                None,
+                &claims("phoneproof-local", "another-api", now() + 600, now()),
+                &key,
+            ),
+        ),
+        (
+            "bad signature",
+            sign(Algorithm::EdDSA, None, &good, &other_key),
+        ),
+        ("alg none", unsigned),
+        (
+            "HS256 with a guessable secret",
+            sign(
+                Algorithm::HS256,
+                None,
+                &good,
+                &EncodingKey::from_secret(b"phoneproof"),
+            ),
+        ),
+        (
+            "no resource owner",
+            sign(Algorithm::EdDSA, None, &no_owner, &key),
+        ),
+    ];
+    for (what, token) in cases {
+        let a = app.get_phone(&token).await;
+        assert_eq!(a.status, 401, "{what}");
+        assert_error(&a, 401, 16, "AUTH-7fs1e", "Errors.Token.Invalid");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_token_command_prints_a_token_the_service_accepts_and_refuses_without_local_auth() {
+    let app = spawn_app().await;
+    let bin = env!("CARGO_BIN_EXE_phoneproof");
+    let out = std::process::Command::new(bin)
+        .args(["token", "--user", "cli-user", "--org", "4242"])
+        .env("PHONEPROOF_DATA_DIR", app.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let a = app.get_phone(&token).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body["details"]["resourceOwner"], "4242");
+
+    let out = std::process::Command::new(bin)
+        .args(["token", "--user", "u", "--org", "o"])
+        .env("PHONEPROOF_DATA_DIR", app.dir.path())
+        .env("PHONEPROOF_AUTH_MODE", "jwks")
+        .env("PHONEPROOF_AUTH_JWKS_URL", "http://127.0.0.1:9/keys")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("local auth"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_configuration_stops_the_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phoneproof"))
+        .arg("serve")
+        .env("PHONEPROOF_DATA_DIR", dir.path())
+        .env("PHONEPROOF_CODE_MAX_ATTEMPTS", "many")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("code.max_attempts") && err.contains("many"),
+        "{err}"
+    );
+}
+
+fn jwks(with_ed: Option<&SigningKey>) -> Value {
+    let fixtures: Value =
+        serde_json::from_str(include_str!("../fixtures/public-jwks.json")).unwrap();
+    let mut keys = vec![fixtures["rsa"].clone(), fixtures["ec"].clone()];
+    if let Some(sk) = with_ed {
+        keys.push(
+            json!({"kty": "OKP", "crv": "Ed25519", "kid": "ed-1", "alg": "EdDSA", "use": "sig",
+                         "x": B64URL.encode(sk.verifying_key().to_bytes())}),
+        );
+    }
+    json!({ "keys": keys })
+}
+
+#[tokio::test]
+async fn jwks_tokens_in_rs256_es256_and_eddsa_are_accepted_without_a_fetch_per_request() {
+    let issuer = MockServer::start().await;
+    let ed = SigningKey::from_bytes(&[7; 32]);
+    Mock::given(method("GET"))
+        .and(path("/keys"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(jwks(Some(&ed))))
+        .expect(1)
+        .mount(&issuer)
+        .await;
+    let app = spawn_app_with(|s| {
+        s.auth.mode = phoneproof::config::AuthMode::Jwks;
+        s.auth.jwks_url = Some(format!("{}/keys", issuer.uri()));
+        s.auth.issuer = "https://issuer.example".into();
+        s.auth.audience = "phoneproof-api".into();
+    })
+    .await;
+    let c = claims(
+        "https://issuer.example",
+        "phoneproof-api",
+        now() + 600,
+        now(),
+    );
+    let rsa = EncodingKey::from_rsa_der(include_bytes!("../fixtures/rsa-pkcs1.der"));
+    let ec = EncodingKey::from_ec_der(include_bytes!("../fixtures/ec-p256-pkcs8.der"));
+    let edk = EncodingKey::from_ed_der(ed.to_pkcs8_der().unwrap().as_bytes());
+    for _ in 0..5 {
+        assert_eq!(
+            app.get_phone(&sign(Algorithm::RS256, Some("rsa-1"), &c, &rsa))
+                .await
+                .status,
+            200
+        );
+        assert_eq!(
+            app.get_phone(&sign(Algorithm::ES256, Some("ec-1"), &c, &ec))
+                .await
+                .status,
+            200
+        );
+        assert_eq!(
+            app.get_phone(&sign(Algorithm::EdDSA, Some("ed-1"), &c, &edk))
+                .await
+                .status,
+            200
+        );
+    }
+    // A key used with another algorithm than its own is refused.
+    let a = app
+        .get_phone(&sign(Algorithm::RS384, Some("rsa-1"), &c, &rsa))
+        .await;
+    assert_error(&a, 401, 16, "AUTH-7fs1e", "Errors.Token.Invalid");
+    app.stop().await;
+    issuer.verify().await;
+}
+
+#[tokio::test]
+async fn an_unknown_kid_refreshes_the_keys_once() {
+    let issuer = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/keys"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(jwks(None)))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&issuer)
+        .await;
+    let app = spawn_app_with(|s| {
+        s.auth.mode = phoneproof::config::AuthMode::Jwks;
+        s.auth.jwks_url = Some(format!("{}/keys", issuer.uri()));
+        s.auth.issuer = "https://issuer.example".into();
+        s.auth.audience = "phoneproof-api".into();
+        s.auth.jwks_min_refresh_secs = 0;
+    })
+    .await;
+    // The issuer rotates in a new Ed25519 key.
+    let ed = SigningKey::from_bytes(&[8; 32]);
+    Mock::given(method("GET"))
+        .and(path("/keys"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(jwks(Some(&ed))))
+        .expect(1)
+        .mount(&issuer)
+        .await;
+    let c = claims(
+        "https://issuer.example",
+        "phoneproof-api",
+        now() + 600,
+        now(),
+    );
+    let edk = EncodingKey::from_ed_der(ed.to_pkcs8_der().unwrap().as_bytes());
+    for _ in 0..3 {
+        assert_eq!(
+            app.get_phone(&sign(Algorithm::EdDSA, Some("ed-1"), &c, &edk))
+                .await
+                .status,
+            200
+        );
+    }
+    app.stop().await;
+    issuer.verify().await;
+}

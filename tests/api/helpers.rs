@@ -1,0 +1,266 @@
+//! Spawns the real application on a random port with a fresh SQLite file, and talks HTTP to it.
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use phoneproof::clock::{Clock, ManualClock};
+use phoneproof::config::Settings;
+use phoneproof::startup::{AppState, Application};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+pub const ORG: &str = "69629023906488334";
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub clock: Arc<ManualClock>,
+    pub state: Arc<AppState>,
+    pub dir: TempDir,
+    pub sms_log: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    /// The detail id of a google.rpc.Status body, if any.
+    pub fn detail_id(&self) -> Option<&str> {
+        self.body["details"][0]["id"].as_str()
+    }
+
+    pub fn sequence(&self) -> u64 {
+        self.body["details"]["sequence"]
+            .as_str()
+            .expect("sequence")
+            .parse()
+            .expect("number")
+    }
+}
+
+pub fn test_settings(dir: &TempDir) -> Settings {
+    let mut s = Settings {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.path().to_path_buf(),
+        ..Settings::default()
+    };
+    s.sms.log_file = Some(dir.path().join("sms.jsonl"));
+    s.outbox.poll_interval_ms = 50;
+    s
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = test_settings(&dir);
+    configure(&mut settings);
+    spawn_app_in(dir, settings).await
+}
+
+pub async fn spawn_app_in(dir: TempDir, settings: Settings) -> TestApp {
+    let sms_log = settings
+        .sms
+        .log_file
+        .clone()
+        .unwrap_or_else(|| dir.path().join("sms.jsonl"));
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now().timestamp_millis()));
+    let app = Application::build(settings, Some(clock.clone()))
+        .await
+        .expect("application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        clock,
+        state,
+        dir,
+        sms_log,
+        stop: Some(tx),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    pub fn token(&self, user: &str) -> String {
+        self.token_for(user, ORG)
+    }
+
+    pub fn token_for(&self, user: &str, org: &str) -> String {
+        self.state
+            .verifier
+            .issue(user, org, chrono::Utc::now().timestamp())
+            .expect("local token")
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.address, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        answer(req.send().await.expect("request sent")).await
+    }
+
+    pub async fn get_phone(&self, token: &str) -> Answer {
+        self.call(Method::GET, "/auth/v1/users/me/phone", Some(token), None)
+            .await
+    }
+
+    pub async fn set_phone(&self, token: &str, phone: &str) -> Answer {
+        self.call(
+            Method::PUT,
+            "/auth/v1/users/me/phone",
+            Some(token),
+            Some(serde_json::json!({"phone": phone})),
+        )
+        .await
+    }
+
+    pub async fn verify(&self, token: &str, code: &str) -> Answer {
+        self.call(
+            Method::POST,
+            "/auth/v1/users/me/phone/_verify",
+            Some(token),
+            Some(serde_json::json!({"code": code})),
+        )
+        .await
+    }
+
+    pub async fn resend(&self, token: &str) -> Answer {
+        self.call(
+            Method::POST,
+            "/auth/v1/users/me/phone/_resend_verification",
+            Some(token),
+            Some(serde_json::json!({})),
+        )
+        .await
+    }
+
+    pub async fn remove(&self, token: &str) -> Answer {
+        self.call(Method::DELETE, "/auth/v1/users/me/phone", Some(token), None)
+            .await
+    }
+
+    /// Every message the log provider wrote, oldest first.
+    pub fn sms_messages(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.sms_log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+            .collect()
+    }
+
+    /// Waits until `count` messages went to `to`, and returns the code of the last one.
+    pub async fn wait_for_code(&self, to: &str, count: usize) -> String {
+        for _ in 0..200 {
+            let msgs: Vec<Value> = self
+                .sms_messages()
+                .into_iter()
+                .filter(|m| m["to"] == to)
+                .collect();
+            if msgs.len() >= count {
+                let text = msgs[count - 1]["text"].as_str().expect("text");
+                return text
+                    .rsplit(' ')
+                    .next()
+                    .expect("code is the last word")
+                    .to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!(
+            "no SMS number {count} to {to} arrived; got {:?}",
+            self.sms_messages()
+        );
+    }
+
+    pub fn advance(&self, ms: i64) {
+        self.clock.advance_ms(ms);
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub async fn events(&self, user: &str) -> Vec<phoneproof::store::StoredEvent> {
+        let id = phoneproof::domain::UserId::parse(user).expect("user id");
+        self.state.store.events(&id).await.expect("events readable")
+    }
+
+    /// Stops the server (and its worker) gracefully; the data dir lives on with the caller.
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(s) = self.server.take() {
+            let _ = s.await;
+        }
+        self.dir
+    }
+}
+
+pub async fn answer(resp: reqwest::Response) -> Answer {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.expect("body");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("body is JSON: {text:?}"))
+    };
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Asserts a google.rpc.Status body with a detail (id, text) as the contract shapes it.
+pub fn assert_error(a: &Answer, http: u16, code: i64, id: &str, text: &str) {
+    assert_eq!(a.status.as_u16(), http, "status of {}", a.body);
+    assert_eq!(a.body["code"], code, "{}", a.body);
+    assert_eq!(a.body["message"], format!("{text} ({id})"), "{}", a.body);
+    assert_eq!(
+        a.body["details"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        a.body
+    );
+    assert_eq!(
+        a.body["details"][0]["@type"],
+        "type.googleapis.com/zitadel.v1.ErrorDetail"
+    );
+    assert_eq!(a.body["details"][0]["id"], id);
+    assert_eq!(a.body["details"][0]["message"], text);
+}
+
+/// Asserts a validation error: code 3, HTTP 400, exact message, no details key.
+pub fn assert_validation(a: &Answer, message: &str) {
+    assert_eq!(a.status.as_u16(), 400, "{}", a.body);
+    assert_eq!(a.body, serde_json::json!({"code": 3, "message": message}));
+}

@@ -1,0 +1,9 @@
+//! API tests: the real application on a random port, a fresh SQLite file each, real HTTP.
+mod auth;
+mod errors;
+mod flow;
+mod helpers;
+mod limits;
+mod openapi;
+mod races;
+mod throttling;
