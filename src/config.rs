@@ -162,6 +162,8 @@ impl Default for SmsSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutboxSettings {
+    /// Whether `serve` runs the delivery worker too (turn off when `phoneproof worker` runs apart).
+    pub worker: bool,
     /// Delivery attempts before a message is parked.
     pub max_attempts: u32,
     /// Age after which an undelivered message is parked.
@@ -178,6 +180,7 @@ pub struct OutboxSettings {
 impl Default for OutboxSettings {
     fn default() -> Self {
         Self {
+            worker: true,
             max_attempts: 10,
             max_age_secs: 24 * 3600,
             lease_secs: 30,
@@ -271,6 +274,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
         "PHONEPROOF_SMS_TWILIO_MESSAGING_SERVICE_SID",
         "sms.twilio.messaging_service_sid",
     ),
+    ("PHONEPROOF_OUTBOX_WORKER", "outbox.worker"),
     ("PHONEPROOF_OUTBOX_MAX_ATTEMPTS", "outbox.max_attempts"),
     ("PHONEPROOF_OUTBOX_MAX_AGE_SECS", "outbox.max_age_secs"),
     ("PHONEPROOF_OUTBOX_LEASE_SECS", "outbox.lease_secs"),
@@ -291,6 +295,8 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
 
 /// Variables with the prefix that are not settings (read elsewhere, or by the test harness).
 const ENV_NOT_SETTINGS: &[&str] = &["PHONEPROOF_CONFIG", "PHONEPROOF_LOG"];
+
+const BOOL_KEYS: &[&str] = &["outbox.worker"];
 
 /// Whether a key holds a number (environment values are strings and must be typed for TOML).
 fn numeric_key(key: &str) -> bool {
@@ -347,7 +353,18 @@ impl Settings {
                     "unknown setting (see the configuration reference in README.md)",
                 ));
             };
-            let typed = if numeric_key(key) {
+            let typed = if BOOL_KEYS.contains(key) {
+                toml::Value::Boolean(match value.trim() {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    _ => {
+                        return Err(bad(
+                            key,
+                            format!("`{value}` is not true or false (from {name})"),
+                        ));
+                    }
+                })
+            } else if numeric_key(key) {
                 toml::Value::Integer(value.trim().parse::<i64>().map_err(|_| {
                     bad(
                         key,

@@ -37,6 +37,12 @@ enum Cmd {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// List SMS outbox messages (one JSON object a line; never their text).
+    Outbox {
+        /// Only messages in this state: pending, delivered, dropped or parked.
+        #[arg(long)]
+        status: Option<String>,
+    },
 }
 
 fn load_settings(config: Option<&PathBuf>) -> Result<Settings, String> {
@@ -63,6 +69,7 @@ async fn main() -> ExitCode {
         Cmd::Serve => serve(settings).await,
         Cmd::Worker => worker(settings).await,
         Cmd::Token { user, org } => token(settings, &user, &org),
+        Cmd::Outbox { status } => outbox(settings, status.as_deref()).await,
         Cmd::Openapi => unreachable!("handled above"),
     };
     match result {
@@ -93,6 +100,24 @@ async fn worker(settings: Settings) -> Result<(), String> {
     shutdown_signal().await;
     let _ = tx.send(true);
     task.await.map_err(|e| e.to_string())
+}
+
+async fn outbox(settings: Settings, status: Option<&str>) -> Result<(), String> {
+    let core = Core::build(settings, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    for row in core.store.outbox().await.map_err(|e| e.to_string())? {
+        if status.is_some_and(|s| s != row.status) {
+            continue;
+        }
+        let line = serde_json::json!({
+            "id": row.id, "user": row.user_id, "to": row.recipient_masked, "status": row.status,
+            "attempts": row.attempts, "next_attempt": phoneproof::clock::rfc3339(row.next_attempt_at),
+            "last_error": row.last_error,
+        });
+        println!("{line}");
+    }
+    Ok(())
 }
 
 fn token(settings: Settings, user: &str, org: &str) -> Result<(), String> {

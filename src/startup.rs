@@ -258,7 +258,8 @@ pub struct Application {
     acceptor: TcpAcceptor,
     port: u16,
     state: Arc<AppState>,
-    worker: Option<Arc<Worker>>,
+    worker: Arc<Worker>,
+    run_worker: bool,
 }
 
 impl Application {
@@ -291,7 +292,11 @@ impl Application {
             "listening on http://{}:{port} (Swagger UI at /swagger-ui/)",
             s.listen_addr().ip()
         );
-        let worker = Some(core.worker());
+        let worker = core.worker();
+        let run_worker = s.outbox.worker;
+        if !run_worker {
+            tracing::info!("outbox: no delivery worker in this process (outbox.worker = false)");
+        }
         let state = Arc::new(AppState {
             verifier,
             clock: core.clock.clone(),
@@ -309,6 +314,7 @@ impl Application {
             port,
             state,
             worker,
+            run_worker,
         })
     }
 
@@ -320,13 +326,18 @@ impl Application {
         self.state.clone()
     }
 
+    /// The delivery worker of this application (whether or not `run_until` runs it).
+    pub fn worker(&self) -> Arc<Worker> {
+        self.worker.clone()
+    }
+
     /// Serves until `stop` resolves, then drains requests and stops the worker.
     pub async fn run_until(
         self,
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (tx, rx) = watch::channel(false);
-        let worker_task = self.worker.map(|w| tokio::spawn(w.run(rx)));
+        let worker_task = self.run_worker.then(|| tokio::spawn(self.worker.run(rx)));
         let app = build_routes(self.state);
         let result = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(app, stop, Some(Duration::from_secs(10)))

@@ -209,7 +209,7 @@ impl SqliteStore {
         let rows = sqlx::query(
             "SELECT id, user_id, recipient_masked, status, attempts, next_attempt_at, last_error,
                     payload IS NOT NULL
-             FROM sms_outbox ORDER BY created_at, id",
+             FROM sms_outbox ORDER BY created_at, code_sequence, id",
         )
         .fetch_all(&self.reads)
         .await

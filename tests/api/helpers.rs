@@ -18,6 +18,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub clock: Arc<ManualClock>,
     pub state: Arc<AppState>,
+    pub worker: Arc<phoneproof::outbox::Worker>,
     pub dir: TempDir,
     pub sms_log: PathBuf,
     stop: Option<oneshot::Sender<()>>,
@@ -79,6 +80,7 @@ pub async fn spawn_app_in(dir: TempDir, settings: Settings) -> TestApp {
         .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
+    let worker = app.worker();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
@@ -88,6 +90,7 @@ pub async fn spawn_app_in(dir: TempDir, settings: Settings) -> TestApp {
         client: reqwest::Client::new(),
         clock,
         state,
+        worker,
         dir,
         sms_log,
         stop: Some(tx),

@@ -1,5 +1,7 @@
 //! API tests: the real application on a random port, a fresh SQLite file each, real HTTP.
 mod auth;
+mod crash;
+mod delivery;
 mod errors;
 mod flow;
 mod helpers;
