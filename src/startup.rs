@@ -326,6 +326,11 @@ impl Application {
         self.state.clone()
     }
 
+    /// The HTTP application itself, for calling it in process (the fuzz target does).
+    pub fn endpoint(&self) -> poem::endpoint::BoxEndpoint<'static> {
+        build_routes(self.state.clone()).boxed()
+    }
+
     /// The delivery worker of this application (whether or not `run_until` runs it).
     pub fn worker(&self) -> Arc<Worker> {
         self.worker.clone()
