@@ -219,7 +219,7 @@ fn allowed_methods(path: &str) -> &'static str {
 }
 
 /// The whole HTTP application; every non-200 answer leaves here as google.rpc.Status JSON.
-pub fn build_routes(state: Arc<AppState>) -> impl Endpoint {
+pub fn build_routes(state: Arc<AppState>) -> impl Endpoint<Output = poem::Response> {
     let metrics = state.metrics.clone();
     ops::routes(phone::routes(Route::new()))
         .data(state)
