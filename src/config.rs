@@ -198,6 +198,12 @@ pub struct Settings {
     pub listen: String,
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
+    /// PostgreSQL: connections per process.
+    pub database_pool_size: u32,
+    /// PostgreSQL: how long to wait for a connection (start-up retries, and per request).
+    pub database_connect_timeout_secs: u64,
+    /// PostgreSQL: `statement_timeout` of every connection.
+    pub database_statement_timeout_ms: u64,
     /// Largest accepted request body, bytes.
     pub body_limit: usize,
     pub log_format: String,
@@ -213,6 +219,9 @@ impl Default for Settings {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./phoneproof-data"),
             database_url: None,
+            database_pool_size: 16,
+            database_connect_timeout_secs: 5,
+            database_statement_timeout_ms: 5000,
             body_limit: 64 * 1024,
             log_format: "text".into(),
             auth: AuthSettings::default(),
@@ -228,6 +237,15 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("PHONEPROOF_LISTEN", "listen"),
     ("PHONEPROOF_DATA_DIR", "data_dir"),
     ("PHONEPROOF_DATABASE_URL", "database_url"),
+    ("PHONEPROOF_DATABASE_POOL_SIZE", "database_pool_size"),
+    (
+        "PHONEPROOF_DATABASE_CONNECT_TIMEOUT_SECS",
+        "database_connect_timeout_secs",
+    ),
+    (
+        "PHONEPROOF_DATABASE_STATEMENT_TIMEOUT_MS",
+        "database_statement_timeout_ms",
+    ),
     ("PHONEPROOF_BODY_LIMIT", "body_limit"),
     ("PHONEPROOF_LOG_FORMAT", "log_format"),
     ("PHONEPROOF_AUTH_MODE", "auth.mode"),
@@ -400,6 +418,12 @@ impl Settings {
                 "must start with sqlite: or postgres://",
             ));
         }
+        if self.database_pool_size == 0 {
+            return Err(bad("database_pool_size", "must be at least 1"));
+        }
+        if self.database_connect_timeout_secs == 0 {
+            return Err(bad("database_connect_timeout_secs", "must be more than 0"));
+        }
         if self.body_limit < 1024 {
             return Err(bad("body_limit", "must be at least 1024 bytes"));
         }
@@ -543,6 +567,14 @@ impl Settings {
         self.database_url.clone().unwrap_or_else(|| {
             format!("sqlite://{}", self.data_dir.join("phoneproof.db").display())
         })
+    }
+
+    pub fn pg_tuning(&self) -> crate::store::PgTuning {
+        crate::store::PgTuning {
+            pool_size: self.database_pool_size,
+            connect_timeout: std::time::Duration::from_secs(self.database_connect_timeout_secs),
+            statement_timeout: std::time::Duration::from_millis(self.database_statement_timeout_ms),
+        }
     }
 
     pub fn code_policy(&self) -> CodePolicy {

@@ -54,6 +54,15 @@ pub fn encode_key(key: &[u8; 32]) -> String {
 }
 
 impl Secrets {
+    /// Three fresh random keys.
+    pub fn generate() -> Secrets {
+        Secrets {
+            signing_seed: random32(),
+            code_key: random32(),
+            outbox_key: random32(),
+        }
+    }
+
     /// Reads `secrets.json` from the data dir, creating it (mode 0600) on first use. Two
     /// processes starting together agree on one file: it is written aside and hard-linked
     /// into place, which fails if the other process won.

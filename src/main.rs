@@ -68,7 +68,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Serve => serve(settings).await,
         Cmd::Worker => worker(settings).await,
-        Cmd::Token { user, org } => token(settings, &user, &org),
+        Cmd::Token { user, org } => token(settings, &user, &org).await,
         Cmd::Outbox { status } => outbox(settings, status.as_deref()).await,
         Cmd::Openapi => unreachable!("handled above"),
     };
@@ -120,7 +120,7 @@ async fn outbox(settings: Settings, status: Option<&str>) -> Result<(), String> 
     Ok(())
 }
 
-fn token(settings: Settings, user: &str, org: &str) -> Result<(), String> {
+async fn token(settings: Settings, user: &str, org: &str) -> Result<(), String> {
     if settings.auth.mode != phoneproof::config::AuthMode::Local {
         return Err("`token` only works with local auth (auth.mode = local); with jwks, get tokens from your issuer".into());
     }
@@ -129,7 +129,9 @@ fn token(settings: Settings, user: &str, org: &str) -> Result<(), String> {
     {
         return Err("--user and --org must be non-empty ids without control characters".into());
     }
-    let secrets = resolve_secrets(&settings).map_err(|e| e.to_string())?;
+    let secrets = resolve_secrets(&settings)
+        .await
+        .map_err(|e| e.to_string())?;
     let verifier =
         TokenVerifier::new(&settings.auth, &secrets.signing_seed).map_err(|e| e.to_string())?;
     let now = chrono::Utc::now().timestamp();

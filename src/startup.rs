@@ -48,8 +48,9 @@ pub enum StartError {
     },
 }
 
-/// Resolves the three server secrets: configured ones win, the rest come from the data dir.
-pub fn resolve_secrets(settings: &Settings) -> Result<Secrets, StartError> {
+/// Resolves the three server secrets: configured ones win; the rest come from the database
+/// on PostgreSQL (shared by all replicas) or from the data dir on SQLite.
+pub async fn resolve_secrets(settings: &Settings) -> Result<Secrets, StartError> {
     let configured = [
         settings.auth.signing_key.as_deref(),
         settings.code.secret.as_deref(),
@@ -64,7 +65,15 @@ pub fn resolve_secrets(settings: &Settings) -> Result<Secrets, StartError> {
                 outbox_key,
             });
         }
-        _ => Secrets::load_or_create(&settings.data_dir)?,
+        _ => {
+            let url = settings.effective_database_url();
+            if crate::store::is_postgres_url(&url) {
+                crate::store::shared_secrets(&url, &settings.pg_tuning(), &Secrets::generate())
+                    .await?
+            } else {
+                Secrets::load_or_create(&settings.data_dir)?
+            }
+        }
     };
     if let Some(k) = configured[0] {
         secrets.signing_seed = k;
@@ -91,8 +100,8 @@ pub struct Core {
 
 impl Core {
     pub async fn build(settings: Settings, clock: Option<SharedClock>) -> Result<Core, StartError> {
-        let secrets = resolve_secrets(&settings)?;
-        if settings.database_url.is_none() {
+        let secrets = resolve_secrets(&settings).await?;
+        if !crate::store::is_postgres_url(&settings.effective_database_url()) {
             std::fs::create_dir_all(&settings.data_dir).map_err(|source| {
                 crate::crypto::SecretsError::Io {
                     path: settings.data_dir.display().to_string(),
@@ -104,6 +113,7 @@ impl Core {
         let wakeup = Arc::new(Notify::new());
         let store = Store::connect(
             &settings.effective_database_url(),
+            &settings.pg_tuning(),
             codec.clone(),
             wakeup.clone(),
         )

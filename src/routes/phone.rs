@@ -143,7 +143,7 @@ impl AppState {
     async fn run(
         &self,
         user: &AuthenticatedUser,
-        decide: impl FnOnce(&PhoneState, i64) -> Decision + Send + 'static,
+        decide: impl Fn(&PhoneState, i64) -> Decision + Send + Sync + 'static,
     ) -> Result<CommandResult, ApiError> {
         let now = self.clock.now_ms();
         let result = self

@@ -1,5 +1,7 @@
 //! The event store: event log, phone projection and SMS outbox behind one interface.
 //! Only this module knows which database is in use.
+mod postgres;
+mod sql;
 mod sqlite;
 
 use std::sync::Arc;
@@ -9,7 +11,22 @@ use tokio::sync::Notify;
 use crate::clock::Millis;
 use crate::domain::{Decision, DomainError, Event, PhoneState, ResourceOwner, SmsToSend, UserId};
 
+pub use postgres::{PgStore, PgTuning, shared_secrets};
 pub use sqlite::SqliteStore;
+
+pub(crate) fn new_message_id() -> String {
+    let mut b = [0u8; 16];
+    crate::domain::os_random(&mut b);
+    hex::encode(b)
+}
+
+/// A failed write: a lost race on the unique (aggregate, sequence) key, or the database.
+pub(crate) fn classify(e: &sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+        other => StoreError::Unavailable(sqlx::Error::Protocol(other.to_string())),
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -44,7 +61,8 @@ pub trait SmsSealer: Send + Sync + 'static {
     fn seal(&self, sms: &SmsToSend, event_type: &'static str) -> Vec<u8>;
 }
 
-pub type DecideFn = Box<dyn FnOnce(&PhoneState) -> Decision + Send>;
+/// `Fn`, not `FnOnce`: a backend may re-run the decision when a concurrent writer won.
+pub type DecideFn = Box<dyn Fn(&PhoneState) -> Decision + Send + Sync>;
 
 /// One command on one user's phone: the store loads the state, the pure `decide` answers,
 /// and events, projection and outbox row commit together.
@@ -129,48 +147,57 @@ pub struct QueueStats {
 #[derive(Clone)]
 pub enum Store {
     Sqlite(Arc<SqliteStore>),
+    Postgres(Arc<PgStore>),
+}
+
+/// The same call on whichever backend is in use.
+macro_rules! on_backend {
+    ($store:expr, $b:ident => $call:expr) => {
+        match $store {
+            Store::Sqlite($b) => $call,
+            Store::Postgres($b) => $call,
+        }
+    };
+}
+
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 impl Store {
     pub async fn connect(
         url: &str,
+        tuning: &PgTuning,
         sealer: Arc<dyn SmsSealer>,
         outbox_wakeup: Arc<Notify>,
     ) -> Result<Store, StoreError> {
-        if url.starts_with("sqlite:") {
-            return Ok(Store::Sqlite(Arc::new(
-                SqliteStore::connect(url, sealer, outbox_wakeup).await?,
-            )));
+        if is_postgres_url(url) {
+            let store = PgStore::connect(url, tuning, sealer, outbox_wakeup).await?;
+            return Ok(Store::Postgres(Arc::new(store)));
         }
-        Err(StoreError::Setup(
-            "only sqlite: URLs are supported by this build".to_owned(),
-        ))
+        let store = SqliteStore::connect(url, sealer, outbox_wakeup).await?;
+        Ok(Store::Sqlite(Arc::new(store)))
     }
 
     pub fn backend_name(&self) -> &'static str {
         match self {
             Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
         }
     }
 
     #[tracing::instrument(skip_all, fields(user = %cmd.user))]
     pub async fn execute(&self, cmd: Command) -> Result<CommandResult, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.execute(cmd).await,
-        }
+        on_backend!(self, s => s.execute(cmd).await)
     }
 
-    /// The projection row: state and the resource owner last written.
+    /// The projection row's state, if the user has any event.
     pub async fn phone(&self, user: &UserId) -> Result<Option<PhoneState>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.phone(user.as_ref()).await,
-        }
+        on_backend!(self, s => s.phone(user.as_ref()).await)
     }
 
     pub async fn events(&self, user: &UserId) -> Result<Vec<StoredEvent>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.events(user.as_ref()).await,
-        }
+        on_backend!(self, s => s.events(user.as_ref()).await)
     }
 
     pub async fn claim_due(
@@ -179,46 +206,32 @@ impl Store {
         lease_until: Millis,
         limit: u32,
     ) -> Result<Vec<ClaimedSms>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.claim_due(now, lease_until, limit).await,
-        }
+        on_backend!(self, s => s.claim_due(now, lease_until, limit).await)
     }
 
     pub async fn settle(&self, id: &str, how: OutboxSettle, now: Millis) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.settle(id, how, now).await,
-        }
+        on_backend!(self, s => s.settle(id, how, now).await)
     }
 
     /// Gives claims back (graceful shutdown) so another worker need not wait for the lease.
     pub async fn release(&self, ids: &[String]) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.release(ids).await,
-        }
+        on_backend!(self, s => s.release(ids).await)
     }
 
     pub async fn outbox(&self) -> Result<Vec<OutboxRow>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.outbox().await,
-        }
+        on_backend!(self, s => s.outbox().await)
     }
 
     pub async fn queue_stats(&self, now: Millis) -> Result<QueueStats, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.queue_stats(now).await,
-        }
+        on_backend!(self, s => s.queue_stats(now).await)
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.ping().await,
-        }
+        on_backend!(self, s => s.ping().await)
     }
 
-    /// The earliest time a pending message becomes due, so the worker can sleep until then.
+    /// The earliest time a pending message becomes due.
     pub async fn next_due(&self) -> Result<Option<Millis>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.next_due().await,
-        }
+        on_backend!(self, s => s.next_due().await)
     }
 }

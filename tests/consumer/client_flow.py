@@ -226,16 +226,21 @@ def main() -> int:
     step("Get without a phone: 200, empty phone", get_without_phone)
     step(f"Set {INPUT_PHONE!r}: 200 V1SetMyPhoneResponse", set_phone)
     step(f"SMS with the code reaches {E164}", read_code)
-    # Resend's body is optional and may be `{}`. The generated function's default (`body=UNSET`)
-    # cannot be used: openapi-python-client 0.29.1 passes UNSET to httpx as `json=` for the
-    # document's `oneOf: [v1ResendMyPhoneVerificationRequest, {type: null}]` body and crashes
-    # with "TypeError: Object of type Unset is not JSON serializable" before sending anything.
-    # `body=None` sends no body at all (with Content-Type: application/json).
+    # Resend's body is optional (`requestBody.required: false`) and may be `{}`. Both ways of
+    # calling the generated function must work: with a body, and with its default (no body).
+    # With the document's Resend body schema `oneOf: [v1ResendMyPhoneVerificationRequest,
+    # {type: null}]`, openapi-python-client 0.29.1 generates `body: None | Unset | ... = UNSET`
+    # and passes UNSET to httpx as `json=`, so the default call raises "TypeError: Object of
+    # type Unset is not JSON serializable" before anything is sent. Without the `{type: null}`
+    # alternative it generates `if not isinstance(body, Unset): json = body.to_dict()`, which
+    # sends no body, as the contract allows.
     step(
         "Resend with body {}: 200, new SMS",
         lambda: resend(V1ResendMyPhoneVerificationRequest(), "Resend {}"),
     )
-    step("Resend with no body (body=None): 200, new SMS", lambda: resend(None, "Resend"))
+    step(
+        "Resend with the generated default (no body): 200, new SMS", lambda: resend(UNSET, "Resend")
+    )
     step("Verify with the newest code: 200 V1VerifyMyPhoneResponse", verify)
     step(f"Get: phone {E164}, isPhoneVerified True", get_verified)
     step("Remove: 200 V1RemoveMyPhoneResponse", remove)

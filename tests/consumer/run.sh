@@ -4,8 +4,10 @@
 #   bash tests/consumer/run.sh        # from the repository root, after `cargo build`
 #
 # PHONEPROOF_BIN   the binary to test (default target/debug/phoneproof)
-# ST_MAX_EXAMPLES  schemathesis examples per operation (default 100)
+# ST_MAX_EXAMPLES  schemathesis examples per operation (default 300)
 # ST_SEED          schemathesis seed, to replay a run (default: random, printed by schemathesis)
+# PHONEPROOF_OPENAPI_DOC  the document to test against (default openapi/openapi.json; if that
+#                  is missing, the one `$PHONEPROOF_BIN openapi` prints)
 #
 # It installs its own tools (pinned): a venv at target/consumer-venv from
 # tests/consumer/requirements.txt; tests/consumer/node_modules from package-lock.json (npm ci);
@@ -42,7 +44,7 @@ VENV="$ROOT/target/consumer-venv"
 BIN=${PHONEPROOF_BIN:-target/debug/phoneproof}
 [[ "$BIN" = /* ]] || BIN="$ROOT/$BIN"
 ORG=69629023906488334
-ST_MAX_EXAMPLES=${ST_MAX_EXAMPLES:-100}
+ST_MAX_EXAMPLES=${ST_MAX_EXAMPLES:-300}
 
 passed=0
 failed=0
@@ -109,6 +111,24 @@ install_tools() {
     fi
 }
 
+# phoneproof refuses to start when it sees a PHONEPROOF_* variable it does not know, and this
+# script's own PHONEPROOF_BIN / PHONEPROOF_OPENAPI_DOC are such variables: run it with none of
+# the caller's PHONEPROOF_* variables, only those given here.
+# phoneproof [NAME=VALUE...] SUBCOMMAND [ARGS...]
+phoneproof() {
+    local args=() name
+    for name in $(compgen -e); do
+        if [[ "$name" == PHONEPROOF_* ]]; then
+            args+=(-u "$name")
+        fi
+    done
+    while [[ $# -gt 0 && "$1" == *=* ]]; do
+        args+=("$1")
+        shift
+    done
+    env "${args[@]}" "$BIN" "$@"
+}
+
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -119,10 +139,10 @@ start_server() {
         return 1
     fi
     # The committed document; before it exists, the one the binary prints.
-    DOC="$ROOT/openapi/openapi.json"
+    DOC=${PHONEPROOF_OPENAPI_DOC:-$ROOT/openapi/openapi.json}
     if [[ ! -f "$DOC" ]]; then
         DOC="$OUT/openapi.json"
-        "$BIN" openapi >"$DOC" || return 1
+        phoneproof openapi >"$DOC" || return 1
         echo "openapi/openapi.json is missing: using the binary's document ($DOC)"
     fi
     DATA_DIR=$(mktemp -d) || return 1
@@ -132,12 +152,13 @@ start_server() {
     # Throttling off: with the defaults (30 s cooldown, 5 codes / 10 min per user) almost every
     # generated Set and Resend after the first would be a (documented) 429, which starves the
     # stateful run; the throttle itself is covered by tests/api/throttling.rs.
-    PHONEPROOF_LISTEN="127.0.0.1:$PORT" \
+    phoneproof \
+        PHONEPROOF_LISTEN="127.0.0.1:$PORT" \
         PHONEPROOF_DATA_DIR="$DATA_DIR" \
         PHONEPROOF_SMS_LOG_FILE="$SMS_LOG" \
         PHONEPROOF_CODE_RESEND_COOLDOWN_SECS=0 \
         PHONEPROOF_CODE_MAX_PER_WINDOW=0 \
-        "$BIN" serve >"$DATA_DIR/server.log" 2>&1 &
+        serve >"$DATA_DIR/server.log" 2>&1 &
     SERVER_PID=$!
     local _
     for _ in $(seq 100); do
@@ -157,7 +178,7 @@ start_server() {
 }
 
 token() {
-    PHONEPROOF_DATA_DIR="$DATA_DIR" "$BIN" token --user "$1" --org "$ORG"
+    phoneproof PHONEPROOF_DATA_DIR="$DATA_DIR" token --user "$1" --org "$ORG"
 }
 
 start=$SECONDS

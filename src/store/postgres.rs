@@ -1,0 +1,217 @@
+//! PostgreSQL backend, for several replicas on one database: a transaction per command with
+//! the user's projection row locked, a retry when a concurrent writer took the sequence, and
+//! outbox claims with `FOR UPDATE SKIP LOCKED`.
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Connection, Row};
+use tokio::sync::Notify;
+
+use super::{
+    ClaimedSms, Command, CommandResult, OutboxRow, OutboxSettle, QueueStats, SmsSealer, StoreError,
+    StoredEvent,
+};
+use crate::clock::Millis;
+use crate::crypto::{Secrets, decode_key, encode_key};
+use crate::domain::PhoneState;
+
+mod queries {
+    crate::store::sql::backend_sql!(
+        sqlx::Postgres,
+        sqlx::PgConnection,
+        sqlx::PgPool,
+        load_state = "SELECT state FROM phones WHERE user_id = $1 FOR UPDATE",
+        claim = "UPDATE sms_outbox SET lease_until = $1, updated_at = $2
+             WHERE id IN (SELECT id FROM sms_outbox
+                          WHERE status = 'pending' AND next_attempt_at <= $2
+                            AND (lease_until IS NULL OR lease_until <= $2)
+                          ORDER BY next_attempt_at LIMIT $3
+                          FOR UPDATE SKIP LOCKED)
+             RETURNING id, user_id, code_sequence, recipient_masked, payload, attempts, created_at, resource_owner"
+    );
+}
+
+/// A lost race on a user's sequence is re-run this many times before answering ABORTED.
+const MAX_RETRIES: usize = 8;
+
+#[derive(Debug, Clone)]
+pub struct PgTuning {
+    pub pool_size: u32,
+    pub connect_timeout: Duration,
+    pub statement_timeout: Duration,
+}
+
+pub struct PgStore {
+    pool: PgPool,
+    sealer: Arc<dyn SmsSealer>,
+    outbox_wakeup: Arc<Notify>,
+}
+
+fn options(url: &str, tuning: &PgTuning) -> Result<PgConnectOptions, StoreError> {
+    Ok(PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Setup(format!("bad PostgreSQL URL: {e}")))?
+        .options([(
+            "statement_timeout",
+            format!("{}ms", tuning.statement_timeout.as_millis()),
+        )]))
+}
+
+/// Connects and migrates, retrying with backoff while the database is down. Migrations take
+/// a PostgreSQL advisory lock, so replicas starting together apply them once.
+async fn connect_and_migrate(url: &str, tuning: &PgTuning) -> Result<PgPool, StoreError> {
+    let opts = options(url, tuning)?;
+    let mut wait = Duration::from_millis(250);
+    loop {
+        let attempt = async {
+            let pool = PgPoolOptions::new()
+                .max_connections(tuning.pool_size)
+                .acquire_timeout(tuning.connect_timeout)
+                .connect_with(opts.clone())
+                .await?;
+            sqlx::migrate!("src/store/migrations/postgres")
+                .run(&pool)
+                .await
+                .map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
+            Ok::<_, sqlx::Error>(pool)
+        };
+        match tokio::time::timeout(tuning.connect_timeout * 4, attempt).await {
+            Ok(Ok(pool)) => return Ok(pool),
+            Ok(Err(sqlx::Error::Migrate(e))) => {
+                return Err(StoreError::Setup(format!("migrations failed: {e}")));
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "PostgreSQL not reachable yet")
+            }
+            Err(_) => tracing::warn!(
+                retry_in_ms = wait.as_millis() as u64,
+                "PostgreSQL connection timed out"
+            ),
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// The secrets every replica shares: the first replica stores its fresh ones, all read them.
+pub async fn shared_secrets(
+    url: &str,
+    tuning: &PgTuning,
+    fresh: &Secrets,
+) -> Result<Secrets, StoreError> {
+    let pool = connect_and_migrate(url, tuning).await?;
+    sqlx::query(
+        "INSERT INTO server_secrets (id, signing_key, code_key, outbox_key) VALUES (1, $1, $2, $3)
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(encode_key(&fresh.signing_seed))
+    .bind(encode_key(&fresh.code_key))
+    .bind(encode_key(&fresh.outbox_key))
+    .execute(&pool)
+    .await
+    .map_err(StoreError::Unavailable)?;
+    let row =
+        sqlx::query("SELECT signing_key, code_key, outbox_key FROM server_secrets WHERE id = 1")
+            .fetch_one(&pool)
+            .await
+            .map_err(StoreError::Unavailable)?;
+    pool.close().await;
+    let key = |i: usize| {
+        decode_key(row.get::<&str, _>(i))
+            .ok_or_else(|| StoreError::Corrupt("server_secrets".into()))
+    };
+    Ok(Secrets {
+        signing_seed: key(0)?,
+        code_key: key(1)?,
+        outbox_key: key(2)?,
+    })
+}
+
+impl PgStore {
+    pub async fn connect(
+        url: &str,
+        tuning: &PgTuning,
+        sealer: Arc<dyn SmsSealer>,
+        outbox_wakeup: Arc<Notify>,
+    ) -> Result<PgStore, StoreError> {
+        let pool = connect_and_migrate(url, tuning).await?;
+        Ok(PgStore {
+            pool,
+            sealer,
+            outbox_wakeup,
+        })
+    }
+
+    pub async fn execute(&self, cmd: Command) -> Result<CommandResult, StoreError> {
+        for attempt in 1..=MAX_RETRIES {
+            match self.try_execute(&cmd).await {
+                Err(e) if matches!(super::classify(&e), StoreError::Conflict) => {
+                    tracing::debug!(
+                        attempt,
+                        "lost a race on the user's sequence; re-running the command"
+                    );
+                }
+                Err(e) => return Err(super::classify(&e)),
+                Ok((result, queued)) => {
+                    if queued {
+                        self.outbox_wakeup.notify_waiters();
+                    }
+                    return Ok(result);
+                }
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    async fn try_execute(&self, cmd: &Command) -> Result<(CommandResult, bool), sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let mut states = HashMap::<String, PhoneState>::new();
+        let out = queries::apply_command(&mut tx, cmd, self.sealer.as_ref(), &mut states).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    pub async fn phone(&self, user: &str) -> Result<Option<PhoneState>, StoreError> {
+        queries::phone(&self.pool, user).await
+    }
+
+    pub async fn events(&self, user: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        queries::events(&self.pool, user).await
+    }
+
+    pub async fn claim_due(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+        limit: u32,
+    ) -> Result<Vec<ClaimedSms>, StoreError> {
+        queries::claim_due(&self.pool, now, lease_until, limit).await
+    }
+
+    pub async fn settle(&self, id: &str, how: OutboxSettle, now: Millis) -> Result<(), StoreError> {
+        queries::settle(&self.pool, id, how, now).await
+    }
+
+    pub async fn release(&self, ids: &[String]) -> Result<(), StoreError> {
+        queries::release(&self.pool, ids).await
+    }
+
+    pub async fn outbox(&self) -> Result<Vec<OutboxRow>, StoreError> {
+        queries::outbox(&self.pool).await
+    }
+
+    pub async fn queue_stats(&self, now: Millis) -> Result<QueueStats, StoreError> {
+        queries::queue_stats(&self.pool, now).await
+    }
+
+    pub async fn next_due(&self) -> Result<Option<Millis>, StoreError> {
+        queries::next_due(&self.pool).await
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        queries::ping(&self.pool).await
+    }
+}
