@@ -311,7 +311,8 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("PHONEPROOF_OUTBOX_BATCH_SIZE", "outbox.batch_size"),
 ];
 
-/// Variables with the prefix that are not settings (read elsewhere, or by the test harness).
+/// Variables with the prefix that are not settings (read elsewhere); `PHONEPROOF_TEST_*`
+/// belong to the test harness.
 const ENV_NOT_SETTINGS: &[&str] = &["PHONEPROOF_CONFIG", "PHONEPROOF_LOG"];
 
 const BOOL_KEYS: &[&str] = &["outbox.worker"];
@@ -362,7 +363,10 @@ impl Settings {
             None => toml::Table::new(),
         };
         for (name, value) in env {
-            if !name.starts_with("PHONEPROOF_") || ENV_NOT_SETTINGS.contains(&name.as_str()) {
+            if !name.starts_with("PHONEPROOF_")
+                || name.starts_with("PHONEPROOF_TEST_")
+                || ENV_NOT_SETTINGS.contains(&name.as_str())
+            {
                 continue;
             }
             let Some((_, key)) = ENV_KEYS.iter().find(|(env_name, _)| env_name == name) else {

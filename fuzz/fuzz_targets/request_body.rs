@@ -84,7 +84,7 @@ fuzz_target!(
                 Ok(code) => {
                     let n = code.expose().chars().count();
                     assert!((1..=200).contains(&n), "accepted a code of {n} runes: {input:?}");
-                    assert!(!format!("{code:?}").contains(code.expose()) || n <= 3 && "VerificationCode(***)".contains(code.expose()));
+                    assert_eq!(format!("{code:?}"), "VerificationCode(***)");
                 }
                 Err(e) => check_error(&e, &input),
             },

@@ -20,11 +20,10 @@ fn claims(iss: &str, aud: &str, exp: i64, nbf: i64) -> Value {
     json!({"iss": iss, "aud": aud, "sub": "user-1", RO_CLAIM: ORG, "iat": now(), "exp": exp, "nbf": nbf})
 }
 
-fn local_key(app: &TestApp) -> EncodingKey {
-    let secrets = phoneproof::crypto::Secrets::load_or_create(app.dir.path()).unwrap();
-    let der = SigningKey::from_bytes(&secrets.signing_seed)
-        .to_pkcs8_der()
-        .unwrap();
+const LOCAL_SEED: [u8; 32] = [5; 32];
+
+fn local_key() -> EncodingKey {
+    let der = SigningKey::from_bytes(&LOCAL_SEED).to_pkcs8_der().unwrap();
     EncodingKey::from_ed_der(der.as_bytes())
 }
 
@@ -36,8 +35,10 @@ fn sign(alg: Algorithm, kid: Option<&str>, claims: &Value, key: &EncodingKey) ->
 
 #[tokio::test]
 async fn local_tokens_are_checked_for_time_issuer_audience_signature_and_algorithm() {
-    let app = spawn_app().await;
-    let key = local_key(&app);
+    let app =
+        spawn_app_with(|s| s.auth.signing_key = Some(phoneproof::crypto::encode_key(&LOCAL_SEED)))
+            .await;
+    let key = local_key();
     let good = claims("phoneproof-local", "phoneproof", now() + 600, now() - 5);
     assert_eq!(
         app.get_phone(&sign(Algorithm::EdDSA, None, &good, &key))
@@ -130,6 +131,7 @@ async fn the_token_command_prints_a_token_the_service_accepts_and_refuses_withou
     let out = std::process::Command::new(bin)
         .args(["token", "--user", "cli-user", "--org", "4242"])
         .env("PHONEPROOF_DATA_DIR", app.dir.path())
+        .env("PHONEPROOF_DATABASE_URL", &app.database_url)
         .output()
         .unwrap();
     assert!(

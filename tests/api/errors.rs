@@ -279,17 +279,7 @@ async fn a_storage_fault_is_unavailable_without_internals() {
     let t = app.token("u");
     assert_eq!(app.set_phone(&t, "+41710000000").await.status, 200);
     // Take the projection away behind the service's back.
-    let url = format!(
-        "sqlite://{}",
-        app.dir.path().join("phoneproof.db").display()
-    );
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
-        .await
-        .unwrap();
-    sqlx::query("DROP TABLE phones")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    app.sabotage("DROP TABLE phones").await;
     for a in [
         app.set_phone(&t, "+41710000001").await,
         app.get_phone(&t).await,

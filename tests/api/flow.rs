@@ -102,6 +102,14 @@ async fn codes_are_stored_only_as_keyed_hashes_and_the_outbox_is_encrypted() {
     let t = app.token("user-secret");
     assert_eq!(app.set_phone(&t, "+41710000000").await.status, 200);
     let code = app.wait_for_code("+41710000000", 1).await;
+    let tables = app.table_text().await;
+    assert!(
+        tables.contains("+41710000000") && !tables.contains(&code),
+        "{tables}"
+    );
+    if on_postgres() {
+        return;
+    }
     let dir = app.stop().await;
     let mut seen = 0;
     for name in ["phoneproof.db", "phoneproof.db-wal"] {

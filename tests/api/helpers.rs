@@ -15,6 +15,7 @@ pub const ORG: &str = "69629023906488334";
 
 pub struct TestApp {
     pub address: String,
+    pub database_url: String,
     pub client: reqwest::Client,
     pub clock: Arc<ManualClock>,
     pub state: Arc<AppState>,
@@ -61,14 +62,23 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// PHONEPROOF_TEST_BACKEND=postgres runs the API suite on PostgreSQL (a database per test).
+pub fn on_postgres() -> bool {
+    std::env::var("PHONEPROOF_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = test_settings(&dir);
+    if on_postgres() {
+        settings.database_url = Some(crate::postgres::fresh_database().await);
+    }
     configure(&mut settings);
     spawn_app_in(dir, settings).await
 }
 
 pub async fn spawn_app_in(dir: TempDir, settings: Settings) -> TestApp {
+    let database_url = settings.effective_database_url();
     let sms_log = settings
         .sms
         .log_file
@@ -87,6 +97,7 @@ pub async fn spawn_app_in(dir: TempDir, settings: Settings) -> TestApp {
     }));
     TestApp {
         address,
+        database_url,
         client: reqwest::Client::new(),
         clock,
         state,
@@ -213,6 +224,53 @@ impl TestApp {
     pub async fn events(&self, user: &str) -> Vec<phoneproof::store::StoredEvent> {
         let id = phoneproof::domain::UserId::parse(user).expect("user id");
         self.state.store.events(&id).await.expect("events readable")
+    }
+
+    /// Runs SQL behind the service's back (to break things), on whichever backend it uses.
+    pub async fn sabotage(&self, sql: &'static str) {
+        use sqlx::Connection;
+        if on_postgres() {
+            let mut c = sqlx::PgConnection::connect(&self.database_url)
+                .await
+                .unwrap();
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        } else {
+            let mut c = sqlx::SqliteConnection::connect(&self.database_url)
+                .await
+                .unwrap();
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        }
+    }
+
+    /// Everything stored in the tables, as text, for "never at rest" checks.
+    pub async fn table_text(&self) -> String {
+        use sqlx::{Connection, Row};
+        const DUMP: &str = "SELECT state FROM phones UNION ALL SELECT payload FROM events \
+                            UNION ALL SELECT COALESCE(last_error, '') FROM sms_outbox";
+        let rows: Vec<String> = if on_postgres() {
+            let mut c = sqlx::PgConnection::connect(&self.database_url)
+                .await
+                .unwrap();
+            sqlx::query(DUMP)
+                .fetch_all(&mut c)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
+        } else {
+            let mut c = sqlx::SqliteConnection::connect(&self.database_url)
+                .await
+                .unwrap();
+            sqlx::query(DUMP)
+                .fetch_all(&mut c)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
+        };
+        rows.join("\n")
     }
 
     /// Stops the server (and its worker) gracefully; the data dir lives on with the caller.

@@ -7,5 +7,6 @@ mod flow;
 mod helpers;
 mod limits;
 mod openapi;
+mod postgres;
 mod races;
 mod throttling;

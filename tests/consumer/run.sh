@@ -106,8 +106,8 @@ install_tools() {
     "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$HERE/requirements.txt"
     npm ci --prefix "$HERE" --no-audit --no-fund --loglevel=error
     if [[ ! -x /usr/bin/chromium ]]; then
-        apt-get update
-        DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
     fi
 }
 
