@@ -1,89 +1,31 @@
 //! Crash safety with the real binary: SIGKILL between Set and delivery loses nothing.
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use crate::binary::{BinaryServer, token};
 use crate::helpers::answer;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+fn settings(dir: &std::path::Path, provider: &MockServer) -> Vec<(&'static str, String)> {
+    vec![
+        ("PHONEPROOF_DATA_DIR", dir.display().to_string()),
+        ("PHONEPROOF_SMS_PROVIDER", "http".into()),
+        ("PHONEPROOF_SMS_HTTP_URL", format!("{}/sms", provider.uri())),
+        ("PHONEPROOF_SMS_HTTP_SIGNING_KEY", "whsec-crash".into()),
+        ("PHONEPROOF_OUTBOX_POLL_INTERVAL_MS", "100".into()),
+    ]
 }
 
-struct Server {
-    child: Child,
-    base: String,
+fn with(
+    mut base: Vec<(&'static str, String)>,
+    extra: &[(&'static str, &str)],
+) -> Vec<(&'static str, String)> {
+    base.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    base
 }
 
-async fn start(
-    dir: &std::path::Path,
-    port: u16,
-    provider: &MockServer,
-    extra: &[(&str, &str)],
-) -> Server {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_phoneproof"));
-    cmd.arg("serve")
-        .env("PHONEPROOF_LISTEN", format!("127.0.0.1:{port}"))
-        .env("PHONEPROOF_DATA_DIR", dir)
-        .env("PHONEPROOF_SMS_PROVIDER", "http")
-        .env("PHONEPROOF_SMS_HTTP_URL", format!("{}/sms", provider.uri()))
-        .env("PHONEPROOF_SMS_HTTP_SIGNING_KEY", "whsec-crash")
-        .env("PHONEPROOF_OUTBOX_POLL_INTERVAL_MS", "100")
-        .env("PHONEPROOF_LOG", "debug,sqlx=warn,hyper=warn,reqwest=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    let server = Server {
-        child: cmd.spawn().expect("binary starts"),
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    for _ in 0..100 {
-        if reqwest::get(format!("{}/healthz", server.base))
-            .await
-            .is_ok()
-        {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let log = server.kill();
-    panic!("server did not come up:\n{log}");
-}
-
-impl Server {
-    /// SIGKILL, and the log it wrote.
-    fn kill(mut self) -> String {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        let mut log = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut log)
-            .unwrap();
-        log
-    }
-}
-
-fn token(dir: &std::path::Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_phoneproof"))
-        .args(["token", "--user", "crash-user", "--org", "1"])
-        .env("PHONEPROOF_DATA_DIR", dir)
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-async fn set_phone(server: &Server, token: &str) {
+async fn set_phone(server: &BinaryServer, token: &str) {
     let r = reqwest::Client::new()
         .put(format!("{}/auth/v1/users/me/phone", server.base))
         .bearer_auth(token)
@@ -95,8 +37,8 @@ async fn set_phone(server: &Server, token: &str) {
     assert_eq!(a.status, 200, "{}", a.body);
 }
 
-async fn wait_for_requests(provider: &MockServer, n: usize) {
-    for _ in 0..200 {
+pub async fn wait_for_requests(provider: &MockServer, n: usize) {
+    for _ in 0..400 {
         if provider.received_requests().await.unwrap().len() >= n {
             return;
         }
@@ -114,21 +56,15 @@ async fn a_message_committed_before_a_sigkill_is_delivered_once_after_restart() 
         .mount(&provider)
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let env = settings(dir.path(), &provider);
     // First life: no worker, so the process dies between Set and any delivery.
-    let first = start(
-        dir.path(),
-        port,
-        &provider,
-        &[("PHONEPROOF_OUTBOX_WORKER", "false")],
-    )
-    .await;
-    let t = token(dir.path());
-    set_phone(&first, &t).await;
+    let first =
+        BinaryServer::start(&with(env.clone(), &[("PHONEPROOF_OUTBOX_WORKER", "false")])).await;
+    set_phone(&first, &token(&env, "crash-user")).await;
     let log1 = first.kill();
     assert!(provider.received_requests().await.unwrap().is_empty());
 
-    let second = start(dir.path(), port, &provider, &[]).await;
+    let second = BinaryServer::start(&env).await;
     wait_for_requests(&provider, 1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let log2 = second.kill();
@@ -169,17 +105,19 @@ async fn a_claim_held_by_a_killed_process_is_taken_over_after_the_lease() {
         .mount(&provider)
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let lease = [
-        ("PHONEPROOF_OUTBOX_LEASE_SECS", "1"),
-        ("PHONEPROOF_SMS_TIMEOUT_SECS", "10"),
-    ];
-    let first = start(dir.path(), port, &provider, &lease).await;
-    set_phone(&first, &token(dir.path())).await;
+    let env = with(
+        settings(dir.path(), &provider),
+        &[
+            ("PHONEPROOF_OUTBOX_LEASE_SECS", "1"),
+            ("PHONEPROOF_SMS_TIMEOUT_SECS", "10"),
+        ],
+    );
+    let first = BinaryServer::start(&env).await;
+    set_phone(&first, &token(&env, "crash-user")).await;
     wait_for_requests(&provider, 1).await;
     first.kill();
 
-    let second = start(dir.path(), port, &provider, &lease).await;
+    let second = BinaryServer::start(&env).await;
     wait_for_requests(&provider, 2).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     second.kill();

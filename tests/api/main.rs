@@ -1,5 +1,6 @@
 //! API tests: the real application on a random port, a fresh SQLite file each, real HTTP.
 mod auth;
+mod binary;
 mod crash;
 mod delivery;
 mod errors;
@@ -9,4 +10,5 @@ mod limits;
 mod openapi;
 mod postgres;
 mod races;
+mod replicas;
 mod throttling;

@@ -16,18 +16,24 @@
 # directory, and runs these parts, each with its own user so they do not interfere:
 #
 #   schemathesis           committed document, phases examples, coverage, fuzzing, stateful,
-#                          every check (one replaced, see st_hooks.py), ~100 examples/operation
+#                          every check (one replaced, see st_hooks.py), ST_MAX_EXAMPLES each
 #   schemathesis-stateful  stateful phase with OpenAPI links added in memory (st_hooks.py)
 #   python-client          openapi-python-client generates a client; client_flow.py uses it
 #   typescript             openapi-typescript types; types_check.ts compiles with tsc --strict
 #   swagger-ui             swagger_ui.mjs drives Swagger UI in headless Chromium
 #   lint                   ruff on tests/consumer/*.py, node --check on swagger_ui.mjs
 #
-# Time on the 2-core dev machine (tools already installed; first install adds ~20 s for pip,
-# ~5 s for npm ci and ~35 s for apt-get chromium):
-#   setup (pip check, npm ci, server start) ~8 s, schemathesis ~15 s,
-#   schemathesis-stateful ~8 s, python-client ~2 s, typescript ~3 s, swagger-ui ~6 s, lint <1 s;
-#   the whole script about 45 s.
+# Time on the 2-core dev machine (measured 2026-11-22, ST_MAX_EXAMPLES=300):
+#   setup             ~5 s with the tools installed (pip check, npm ci, server start);
+#                     ~31 s from nothing (venv + pip ~15 s, npm ci ~3 s, apt-get chromium ~12 s
+#                     with Debian's mirror close by)
+#   schemathesis           ~15-30 s (~700 test cases)
+#   schemathesis-stateful  ~5 s (~250 test cases, 20-40 scenarios)
+#   python-client          ~2 s (generate ~1 s, client_flow.py <1 s)
+#   typescript             ~5 s (openapi-typescript ~1 s, tsc ~3 s)
+#   swagger-ui             ~6 s
+#   lint                   <1 s
+#   whole script           ~45-60 s warm, ~70 s cold
 #
 # The last line is "N passed, M failed" (N, M counted over the parts above); the exit status is 0
 # only when M is 0.
@@ -55,6 +61,12 @@ DATA_DIR=
 cleanup() {
     if [[ -n "$SERVER_PID" ]]; then
         kill "$SERVER_PID" 2>/dev/null || true
+        local _
+        for _ in $(seq 50); do
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
         SERVER_PID=
     fi
@@ -112,22 +124,16 @@ install_tools() {
 }
 
 # phoneproof refuses to start when it sees a PHONEPROOF_* variable it does not know, and this
-# script's own PHONEPROOF_BIN / PHONEPROOF_OPENAPI_DOC are such variables: run it with none of
-# the caller's PHONEPROOF_* variables, only those given here.
-# phoneproof [NAME=VALUE...] SUBCOMMAND [ARGS...]
-phoneproof() {
-    local args=() name
-    for name in $(compgen -e); do
-        if [[ "$name" == PHONEPROOF_* ]]; then
-            args+=(-u "$name")
-        fi
-    done
-    while [[ $# -gt 0 && "$1" == *=* ]]; do
-        args+=("$1")
-        shift
-    done
-    env "${args[@]}" "$BIN" "$@"
-}
+# script's own PHONEPROOF_BIN / PHONEPROOF_OPENAPI_DOC are such variables: the binary runs as
+# `env "${CLEAN_ENV[@]}" NAME=VALUE... "$BIN" ...`, with none of the caller's PHONEPROOF_*
+# variables, only those given there. (env execs the binary, so `$!` of a background env is the
+# server's own pid.)
+CLEAN_ENV=()
+for name in $(compgen -e); do
+    if [[ "$name" == PHONEPROOF_* ]]; then
+        CLEAN_ENV+=(-u "$name")
+    fi
+done
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -142,7 +148,7 @@ start_server() {
     DOC=${PHONEPROOF_OPENAPI_DOC:-$ROOT/openapi/openapi.json}
     if [[ ! -f "$DOC" ]]; then
         DOC="$OUT/openapi.json"
-        phoneproof openapi >"$DOC" || return 1
+        env "${CLEAN_ENV[@]}" "$BIN" openapi >"$DOC" || return 1
         echo "openapi/openapi.json is missing: using the binary's document ($DOC)"
     fi
     DATA_DIR=$(mktemp -d) || return 1
@@ -152,13 +158,13 @@ start_server() {
     # Throttling off: with the defaults (30 s cooldown, 5 codes / 10 min per user) almost every
     # generated Set and Resend after the first would be a (documented) 429, which starves the
     # stateful run; the throttle itself is covered by tests/api/throttling.rs.
-    phoneproof \
+    env "${CLEAN_ENV[@]}" \
         PHONEPROOF_LISTEN="127.0.0.1:$PORT" \
         PHONEPROOF_DATA_DIR="$DATA_DIR" \
         PHONEPROOF_SMS_LOG_FILE="$SMS_LOG" \
         PHONEPROOF_CODE_RESEND_COOLDOWN_SECS=0 \
         PHONEPROOF_CODE_MAX_PER_WINDOW=0 \
-        serve >"$DATA_DIR/server.log" 2>&1 &
+        "$BIN" serve >"$DATA_DIR/server.log" 2>&1 &
     SERVER_PID=$!
     local _
     for _ in $(seq 100); do
@@ -178,7 +184,7 @@ start_server() {
 }
 
 token() {
-    phoneproof PHONEPROOF_DATA_DIR="$DATA_DIR" token --user "$1" --org "$ORG"
+    env "${CLEAN_ENV[@]}" PHONEPROOF_DATA_DIR="$DATA_DIR" "$BIN" token --user "$1" --org "$ORG"
 }
 
 start=$SECONDS

@@ -1,0 +1,83 @@
+//! The real `phoneproof` binary as a child process, for crash and replica tests.
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct BinaryServer {
+    child: Child,
+    pub base: String,
+}
+
+impl BinaryServer {
+    /// Starts `phoneproof serve` with these settings and waits until it answers /healthz.
+    pub async fn start(env: &[(&str, String)]) -> BinaryServer {
+        let port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_phoneproof"));
+        cmd.arg("serve")
+            .env("PHONEPROOF_LISTEN", format!("127.0.0.1:{port}"))
+            .env("PHONEPROOF_LOG", "debug,sqlx=warn,hyper=warn,reqwest=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let server = BinaryServer {
+            child: cmd.spawn().expect("binary starts"),
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        for _ in 0..200 {
+            if reqwest::get(format!("{}/healthz", server.base))
+                .await
+                .is_ok()
+            {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let log = server.kill();
+        panic!("server did not come up:\n{log}");
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGKILL, and the log it wrote.
+    pub fn kill(mut self) -> String {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let mut log = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut log)
+            .unwrap();
+        log
+    }
+}
+
+/// `phoneproof token` against the same data dir / database.
+pub fn token(env: &[(&str, String)], user: &str) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_phoneproof"));
+    cmd.args(["token", "--user", user, "--org", "1"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
