@@ -79,6 +79,9 @@ async fn wait_codes(provider: &MockServer, to: &str, n: usize) -> Vec<(String, S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_serve_200_users_alike_and_deliver_every_message_once() {
+    if !crate::postgres::available() {
+        return;
+    }
     let pg = PgServer::start_new();
     let db = pg.fresh_database().await;
     let provider = MockServer::start().await;
@@ -213,6 +216,9 @@ async fn two_replicas_serve_200_users_alike_and_deliver_every_message_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_replicas_claims_are_delivered_by_the_other_once() {
+    if !crate::postgres::available() {
+        return;
+    }
     let pg = PgServer::start_new();
     let db = pg.fresh_database().await;
     // Replica A's provider hangs, so A holds its claims when it is killed.
@@ -283,6 +289,9 @@ async fn a_killed_replicas_claims_are_delivered_by_the_other_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn losing_postgresql_under_load_answers_503_and_recovers_without_a_restart() {
+    if !crate::postgres::available() {
+        return;
+    }
     let pg = PgServer::start_new();
     let db = pg.fresh_database().await;
     let provider = MockServer::start().await;
