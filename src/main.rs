@@ -34,6 +34,9 @@ enum Cmd {
         user: String,
         #[arg(long)]
         org: String,
+        /// Print this many tokens, for users `<user>0` to `<user><count-1>` (load tests).
+        #[arg(long)]
+        count: Option<u32>,
     },
     /// Print the OpenAPI document.
     Openapi,
@@ -68,7 +71,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Serve => serve(settings).await,
         Cmd::Worker => worker(settings).await,
-        Cmd::Token { user, org } => token(settings, &user, &org).await,
+        Cmd::Token { user, org, count } => token(settings, &user, &org, count).await,
         Cmd::Outbox { status } => outbox(settings, status.as_deref()).await,
         Cmd::Openapi => unreachable!("handled above"),
     };
@@ -120,7 +123,12 @@ async fn outbox(settings: Settings, status: Option<&str>) -> Result<(), String> 
     Ok(())
 }
 
-async fn token(settings: Settings, user: &str, org: &str) -> Result<(), String> {
+async fn token(
+    settings: Settings,
+    user: &str,
+    org: &str,
+    count: Option<u32>,
+) -> Result<(), String> {
     if settings.auth.mode != phoneproof::config::AuthMode::Local {
         return Err("`token` only works with local auth (auth.mode = local); with jwks, get tokens from your issuer".into());
     }

@@ -133,6 +133,44 @@ fn operation_errors(operation_id: &str) -> Vec<(&'static str, ApiError)> {
     errors
 }
 
+/// What a client can do next after each operation succeeded (OpenAPI links; the user comes
+/// from the token, so they carry no parameters).
+fn next_operations(operation_id: &str) -> Vec<(&'static str, &'static str, &'static str)> {
+    let get = (
+        "GetMyPhone",
+        "AuthService_GetMyPhone",
+        "Read the phone and its state.",
+    );
+    let verify = (
+        "VerifyMyPhone",
+        "AuthService_VerifyMyPhone",
+        "Verify with the code sent by SMS.",
+    );
+    let resend = (
+        "ResendMyPhoneVerification",
+        "AuthService_ResendMyPhoneVerification",
+        "Send a new code.",
+    );
+    let remove = (
+        "RemoveMyPhone",
+        "AuthService_RemoveMyPhone",
+        "Remove the phone.",
+    );
+    let set = (
+        "SetMyPhone",
+        "AuthService_SetMyPhone",
+        "Set another number.",
+    );
+    match operation_id {
+        "AuthService_SetMyPhone" => vec![verify, resend, get, remove],
+        "AuthService_ResendMyPhoneVerification" => vec![verify, get],
+        "AuthService_VerifyMyPhone" => vec![get, remove, set],
+        "AuthService_RemoveMyPhone" => vec![get, set],
+        "AuthService_GetMyPhone" => vec![set],
+        _ => vec![],
+    }
+}
+
 fn status_description(status: u16) -> &'static str {
     match status {
         400 => {
@@ -182,6 +220,15 @@ impl Modify for SecurityAndErrors {
                     } else {
                         Required::True
                     });
+                }
+                if let Some(utoipa::openapi::RefOr::T(ok)) = op.responses.responses.get_mut("200") {
+                    for (name, target, what) in next_operations(&id) {
+                        let link = utoipa::openapi::link::LinkBuilder::new()
+                            .operation_id(target)
+                            .description(what)
+                            .build();
+                        ok.links.insert(name.to_owned(), link.into());
+                    }
                 }
                 let mut by_status: std::collections::BTreeMap<u16, Vec<(&str, ApiError)>> =
                     Default::default();

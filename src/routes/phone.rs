@@ -267,7 +267,7 @@ pub async fn verify_my_phone(
     tag = "User Phone",
     summary = "Resend Phone verification",
     description = "Sends a new code to the phone number of the authenticated user; the previous code stops working. Throttled per user: a cooldown after each code and a limit of codes per rolling window, answered with 429 and `Retry-After`.",
-    request_body(content = Option<ResendMyPhoneVerificationRequest>, content_type = "application/json"),
+    request_body(content = ResendMyPhoneVerificationRequest, content_type = "application/json"),
     responses((status = 200, description = "A successful response.", body = ResendMyPhoneVerificationResponse)),
     security(("BearerAuth" = []))
 )]

@@ -1,0 +1,47 @@
+-- wrk script: each thread drives its own users; tokens come from tokens.txt (one per line,
+-- user i on line i+1). MODE=set alternates each user between two numbers (so every Set is
+-- a change); MODE=verify sends a wrong code (recorded as a failed attempt: the same write path
+-- as a successful Verify, repeatable without reading SMS).
+local mode = os.getenv("MODE") or "set"
+local tokens = {}
+for line in io.lines(os.getenv("TOKENS")) do tokens[#tokens + 1] = line end
+local threads = tonumber(os.getenv("THREADS") or "2")
+local counter = 0
+local first, span
+
+function setup(thread)
+  thread:set("tid", (setup_count or 0))
+  setup_count = (setup_count or 0) + 1
+end
+
+function init(args)
+  span = math.floor(#tokens / threads)
+  first = tid * span
+end
+
+function request()
+  local c = counter
+  counter = counter + 1
+  local user = first + (c % span)
+  local token = tokens[user + 1]
+  local headers = { ["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json" }
+  if mode == "set" then
+    local flip = math.floor(c / span) % 2
+    local body = string.format('{"phone":"+41 79 %03d %02d %02d"}', flip, math.floor(user / 100) % 100, user % 100)
+    return wrk.format("PUT", "/auth/v1/users/me/phone", headers, body)
+  else
+    return wrk.format("POST", "/auth/v1/users/me/phone/_verify", headers, '{"code":"WRONG1"}')
+  end
+end
+
+statuses = {}
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  io.write(string.format("requests/s %.0f  p50 %.2f ms  p99 %.2f ms  errors %d  non2xx %d\n",
+    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
+    latency:percentile(99) / 1000, summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.timeout, summary.errors.status))
+end
