@@ -143,9 +143,15 @@ async fn token(
     let verifier =
         TokenVerifier::new(&settings.auth, &secrets.signing_seed).map_err(|e| e.to_string())?;
     let now = chrono::Utc::now().timestamp();
-    println!(
-        "{}",
-        verifier.issue(user, org, now).map_err(|e| e.to_string())?
-    );
+    let users: Vec<String> = match count {
+        None => vec![user.to_owned()],
+        Some(n) => (0..n).map(|i| format!("{user}{i}")).collect(),
+    };
+    let mut out = String::new();
+    for u in users {
+        out.push_str(&verifier.issue(&u, org, now).map_err(|e| e.to_string())?);
+        out.push('\n');
+    }
+    print!("{out}");
     Ok(())
 }
