@@ -10,7 +10,7 @@ cargo build --release -q
 BIN=target/release/phoneproof
 BACKEND=${BACKEND:-sqlite}; REPLICAS=${REPLICAS:-1}; USERS=${USERS:-10000}
 DURATION=${DURATION:-10s}; CONNECTIONS=${CONNECTIONS:-64}; THREADS=2
-WORK=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; [ -n "${PGDIR:-}" ] && runuser -u postgres -- pg_ctl stop -D $PGDIR/data -m immediate >/dev/null 2>&1; rm -rf $WORK' EXIT
+WORK=$(mktemp -d); chmod 755 "$WORK"; trap 'kill $(jobs -p) 2>/dev/null; [ -n "${PGDIR:-}" ] && runuser -u postgres -- pg_ctl stop -D $PGDIR/data -m immediate >/dev/null 2>&1; rm -rf $WORK' EXIT
 export PHONEPROOF_DATA_DIR=$WORK PHONEPROOF_LOG=warn PHONEPROOF_CODE_MAX_PER_WINDOW=0 \
        PHONEPROOF_CODE_RESEND_COOLDOWN_SECS=0 PHONEPROOF_CODE_MAX_ATTEMPTS=0
 if [ "$BACKEND" = postgres ]; then
@@ -35,11 +35,11 @@ $BIN token --user bench- --org 1 --count "$USERS" > $WORK/tokens.txt
 echo "backend=$BACKEND replicas=$REPLICAS users=$USERS connections=$CONNECTIONS duration=$DURATION (wrk, same machine, 2 cores)"
 for mode in set verify; do
   # wrk talks to one address; with replicas, each gets an equal share of the connections.
-  WRK=()
+  WRK=(); r=0
   for p in "${PORTS[@]}"; do
-    MODE=$mode TOKENS=$WORK/tokens.txt THREADS=$THREADS wrk -t$THREADS -c$((CONNECTIONS / REPLICAS)) -d$DURATION \
+    REPLICA=$r REPLICAS=$REPLICAS MODE=$mode TOKENS=$WORK/tokens.txt THREADS=$THREADS wrk -t$THREADS -c$((CONNECTIONS / REPLICAS)) -d$DURATION \
       -s .ci/bench/phone.lua "http://127.0.0.1:$p" > $WORK/wrk-$mode-$p.txt &
-    WRK+=($!)
+    WRK+=($!); r=$((r + 1))
   done
   wait "${WRK[@]}"
   for p in "${PORTS[@]}"; do echo "$mode @$p: $(grep requests/s $WORK/wrk-$mode-$p.txt)"; done

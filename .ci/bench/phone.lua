@@ -6,6 +6,9 @@ local mode = os.getenv("MODE") or "set"
 local tokens = {}
 for line in io.lines(os.getenv("TOKENS")) do tokens[#tokens + 1] = line end
 local threads = tonumber(os.getenv("THREADS") or "2")
+-- With several replicas, each wrk process gets its own slice of the users.
+local replica = tonumber(os.getenv("REPLICA") or "0")
+local replicas = tonumber(os.getenv("REPLICAS") or "1")
 local counter = 0
 local first, span
 
@@ -15,8 +18,8 @@ function setup(thread)
 end
 
 function init(args)
-  span = math.floor(#tokens / threads)
-  first = tid * span
+  span = math.floor(#tokens / (threads * replicas))
+  first = (replica * threads + tid) * span
 end
 
 function request()
