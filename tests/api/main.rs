@@ -10,5 +10,6 @@ mod limits;
 mod openapi;
 mod postgres;
 mod races;
+mod replay;
 mod replicas;
 mod throttling;

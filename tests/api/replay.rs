@@ -1,0 +1,91 @@
+//! Replay: for any sequence of commands, folding the stored events gives the stored projection.
+use phoneproof::domain::{
+    CodeHasher, CodePolicy, Decision, NewCode, PhoneNumber, PhoneState, ResourceOwner, SendPolicy,
+    UserId, decide_remove, decide_resend, decide_set, decide_verify,
+};
+use phoneproof::store::Command;
+use proptest::prelude::*;
+
+use crate::helpers::*;
+
+#[derive(Debug, Clone)]
+enum Step {
+    Set(u8),
+    Resend,
+    Verify { right: bool },
+    Remove,
+    Wait(u32),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (0u8..3).prop_map(Step::Set),
+        Just(Step::Resend),
+        any::<bool>().prop_map(|right| Step::Verify { right }),
+        Just(Step::Remove),
+        (0u32..4_000_000).prop_map(Step::Wait),
+    ]
+}
+
+#[test]
+fn folding_the_event_log_gives_the_projection() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let app = rt.block_on(spawn_app_with(|s| s.outbox.worker = false));
+    let hasher = CodeHasher::new([4; 32]);
+    let (policy, send) = (
+        CodePolicy {
+            max_attempts: 2,
+            ..CodePolicy::default()
+        },
+        SendPolicy::default(),
+    );
+    let cases = std::sync::atomic::AtomicU32::new(0);
+    let cfg = ProptestConfig {
+        cases: 48,
+        ..ProptestConfig::default()
+    };
+    proptest!(cfg, |(steps in proptest::collection::vec(step(), 1..25))| {
+        // Each case is a new user, so cases do not see each other.
+        let case = cases.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let user = UserId::parse(&format!("replay-{case}")).unwrap();
+        let mut last_code = String::new();
+        for (i, s) in steps.iter().enumerate() {
+            if let Step::Wait(ms) = s {
+                app.advance(*ms as i64);
+                continue;
+            }
+            let plain = format!("C{case}X{i}");
+            let code = NewCode { hash: hasher.hash(&plain), plain: plain.clone() };
+            let (p, sp, h) = (policy.clone(), send.clone(), hasher.clone());
+            let candidate = if matches!(s, Step::Verify { right: true }) { last_code.clone() } else { "WRONG".into() };
+            let s = s.clone();
+            let now = app.now_ms();
+            let decide = move |state: &PhoneState| -> Decision {
+                match &s {
+                    Step::Set(n) => decide_set(state, &PhoneNumber::parse(&format!("+4171000000{n}")).unwrap(), &code, &p, &sp, now),
+                    Step::Resend => decide_resend(state, &code, &p, &sp, now),
+                    Step::Verify { .. } => decide_verify(state, &h.hash(&candidate), &p, now),
+                    Step::Remove => decide_remove(state),
+                    Step::Wait(_) => unreachable!(),
+                }
+            };
+            let result = rt.block_on(app.state.store.execute(Command {
+                user: user.clone(),
+                owner: ResourceOwner::parse("1").unwrap(),
+                now,
+                decide: Box::new(decide),
+                delivered_message: None,
+            })).unwrap();
+            if result.wrote_events && result.state.code.as_ref().is_some_and(|c| c.created_at == now) {
+                last_code = plain;
+            }
+        }
+        let events = rt.block_on(app.state.store.events(&user)).unwrap();
+        let folded = events.iter().fold(PhoneState::default(), |state, e| {
+            state.apply(e.event.as_ref().expect("every stored event reads back"), e.sequence, e.created_at)
+        });
+        let projection = rt.block_on(app.state.store.phone(&user)).unwrap().unwrap_or_default();
+        prop_assert_eq!(folded, projection);
+    });
+    rt.block_on(app.stop());
+}
