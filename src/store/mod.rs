@@ -150,12 +150,21 @@ pub enum Store {
     Postgres(Arc<PgStore>),
 }
 
-/// The same call on whichever backend is in use.
-macro_rules! on_backend {
-    ($store:expr, $b:ident => $call:expr) => {
+/// The same shared query (`sql.rs`) on whichever backend is in use, given its read pool
+/// and the pool the outbox worker writes through.
+macro_rules! on_pools {
+    ($store:expr, |$q:ident, $reads:ident, $maint:ident| $call:expr) => {
         match $store {
-            Store::Sqlite($b) => $call,
-            Store::Postgres($b) => $call,
+            Store::Sqlite(s) => {
+                use sqlite::queries as $q;
+                let ($reads, $maint) = (&s.reads, &s.maint);
+                $call
+            }
+            Store::Postgres(p) => {
+                use postgres::queries as $q;
+                let ($reads, $maint) = (&p.pool, &p.pool);
+                $call
+            }
         }
     };
 }
@@ -188,16 +197,19 @@ impl Store {
 
     #[tracing::instrument(skip_all, fields(user = %cmd.user))]
     pub async fn execute(&self, cmd: Command) -> Result<CommandResult, StoreError> {
-        on_backend!(self, s => s.execute(cmd).await)
+        match self {
+            Store::Sqlite(s) => s.execute(cmd).await,
+            Store::Postgres(p) => p.execute(cmd).await,
+        }
     }
 
     /// The projection row's state, if the user has any event.
     pub async fn phone(&self, user: &UserId) -> Result<Option<PhoneState>, StoreError> {
-        on_backend!(self, s => s.phone(user.as_ref()).await)
+        on_pools!(self, |q, reads, _m| q::phone(reads, user.as_ref()).await)
     }
 
     pub async fn events(&self, user: &UserId) -> Result<Vec<StoredEvent>, StoreError> {
-        on_backend!(self, s => s.events(user.as_ref()).await)
+        on_pools!(self, |q, reads, _m| q::events(reads, user.as_ref()).await)
     }
 
     pub async fn claim_due(
@@ -206,32 +218,38 @@ impl Store {
         lease_until: Millis,
         limit: u32,
     ) -> Result<Vec<ClaimedSms>, StoreError> {
-        on_backend!(self, s => s.claim_due(now, lease_until, limit).await)
+        on_pools!(self, |q, _r, maint| q::claim_due(
+            maint,
+            now,
+            lease_until,
+            limit
+        )
+        .await)
     }
 
     pub async fn settle(&self, id: &str, how: OutboxSettle, now: Millis) -> Result<(), StoreError> {
-        on_backend!(self, s => s.settle(id, how, now).await)
+        on_pools!(self, |q, _r, maint| q::settle(maint, id, how, now).await)
     }
 
     /// Gives claims back (graceful shutdown) so another worker need not wait for the lease.
     pub async fn release(&self, ids: &[String]) -> Result<(), StoreError> {
-        on_backend!(self, s => s.release(ids).await)
+        on_pools!(self, |q, _r, maint| q::release(maint, ids).await)
     }
 
     pub async fn outbox(&self) -> Result<Vec<OutboxRow>, StoreError> {
-        on_backend!(self, s => s.outbox().await)
+        on_pools!(self, |q, reads, _m| q::outbox(reads).await)
     }
 
     pub async fn queue_stats(&self, now: Millis) -> Result<QueueStats, StoreError> {
-        on_backend!(self, s => s.queue_stats(now).await)
+        on_pools!(self, |q, reads, _m| q::queue_stats(reads, now).await)
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        on_backend!(self, s => s.ping().await)
+        on_pools!(self, |q, reads, _m| q::ping(reads).await)
     }
 
     /// The earliest time a pending message becomes due.
     pub async fn next_due(&self) -> Result<Option<Millis>, StoreError> {
-        on_backend!(self, s => s.next_due().await)
+        on_pools!(self, |q, reads, _m| q::next_due(reads).await)
     }
 }

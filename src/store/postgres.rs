@@ -10,15 +10,11 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, Row};
 use tokio::sync::Notify;
 
-use super::{
-    ClaimedSms, Command, CommandResult, OutboxRow, OutboxSettle, QueueStats, SmsSealer, StoreError,
-    StoredEvent,
-};
-use crate::clock::Millis;
+use super::{Command, CommandResult, SmsSealer, StoreError};
 use crate::crypto::{Secrets, decode_key, encode_key};
 use crate::domain::PhoneState;
 
-mod queries {
+pub(super) mod queries {
     crate::store::sql::backend_sql!(
         sqlx::Postgres,
         sqlx::PgConnection,
@@ -45,7 +41,7 @@ pub struct PgTuning {
 }
 
 pub struct PgStore {
-    pool: PgPool,
+    pub(super) pool: PgPool,
     sealer: Arc<dyn SmsSealer>,
     outbox_wakeup: Arc<Notify>,
 }
@@ -172,46 +168,5 @@ impl PgStore {
         let out = queries::apply_command(&mut tx, cmd, self.sealer.as_ref(), &mut states).await?;
         tx.commit().await?;
         Ok(out)
-    }
-
-    pub async fn phone(&self, user: &str) -> Result<Option<PhoneState>, StoreError> {
-        queries::phone(&self.pool, user).await
-    }
-
-    pub async fn events(&self, user: &str) -> Result<Vec<StoredEvent>, StoreError> {
-        queries::events(&self.pool, user).await
-    }
-
-    pub async fn claim_due(
-        &self,
-        now: Millis,
-        lease_until: Millis,
-        limit: u32,
-    ) -> Result<Vec<ClaimedSms>, StoreError> {
-        queries::claim_due(&self.pool, now, lease_until, limit).await
-    }
-
-    pub async fn settle(&self, id: &str, how: OutboxSettle, now: Millis) -> Result<(), StoreError> {
-        queries::settle(&self.pool, id, how, now).await
-    }
-
-    pub async fn release(&self, ids: &[String]) -> Result<(), StoreError> {
-        queries::release(&self.pool, ids).await
-    }
-
-    pub async fn outbox(&self) -> Result<Vec<OutboxRow>, StoreError> {
-        queries::outbox(&self.pool).await
-    }
-
-    pub async fn queue_stats(&self, now: Millis) -> Result<QueueStats, StoreError> {
-        queries::queue_stats(&self.pool, now).await
-    }
-
-    pub async fn next_due(&self) -> Result<Option<Millis>, StoreError> {
-        queries::next_due(&self.pool).await
-    }
-
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        queries::ping(&self.pool).await
     }
 }

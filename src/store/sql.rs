@@ -26,7 +26,7 @@ macro_rules! backend_sql {
 
         /// Runs one command inside the caller's transaction. `states` caches what earlier
         /// commands of the same transaction wrote, so they see each other.
-        pub(super) async fn apply_command(
+        pub(in crate::store) async fn apply_command(
             conn: &mut $conn,
             cmd: &Command,
             sealer: &dyn SmsSealer,
@@ -146,7 +146,7 @@ macro_rules! backend_sql {
             Ok(done.rows_affected() == 1)
         }
 
-        pub(super) async fn phone(pool: &$pool, user: &str) -> Result<Option<PhoneState>, StoreError> {
+        pub(in crate::store) async fn phone(pool: &$pool, user: &str) -> Result<Option<PhoneState>, StoreError> {
             let row = sqlx::query("SELECT state FROM phones WHERE user_id = $1")
                 .bind(user)
                 .fetch_optional(pool)
@@ -155,7 +155,7 @@ macro_rules! backend_sql {
             row.map(|r| decode_state(r.get::<&str, _>(0))).transpose()
         }
 
-        pub(super) async fn events(pool: &$pool, user: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        pub(in crate::store) async fn events(pool: &$pool, user: &str) -> Result<Vec<StoredEvent>, StoreError> {
             let rows = sqlx::query(
                 "SELECT sequence, event_type, payload, created_at, resource_owner
                  FROM events WHERE aggregate_id = $1 ORDER BY sequence",
@@ -181,7 +181,7 @@ macro_rules! backend_sql {
                 .collect())
         }
 
-        pub(super) async fn claim_due(
+        pub(in crate::store) async fn claim_due(
             pool: &$pool,
             now: Millis,
             lease_until: Millis,
@@ -209,7 +209,7 @@ macro_rules! backend_sql {
                 .collect())
         }
 
-        pub(super) async fn settle(pool: &$pool, id: &str, how: OutboxSettle, now: Millis) -> Result<(), StoreError> {
+        pub(in crate::store) async fn settle(pool: &$pool, id: &str, how: OutboxSettle, now: Millis) -> Result<(), StoreError> {
             let q = match &how {
                 OutboxSettle::Retry { next_attempt_at, error } => sqlx::query(
                     "UPDATE sms_outbox SET attempts = attempts + 1, next_attempt_at = $2,
@@ -241,7 +241,7 @@ macro_rules! backend_sql {
             Ok(())
         }
 
-        pub(super) async fn release(pool: &$pool, ids: &[String]) -> Result<(), StoreError> {
+        pub(in crate::store) async fn release(pool: &$pool, ids: &[String]) -> Result<(), StoreError> {
             for id in ids {
                 sqlx::query("UPDATE sms_outbox SET lease_until = NULL WHERE id = $1 AND status = 'pending'")
                     .bind(id.as_str())
@@ -252,7 +252,7 @@ macro_rules! backend_sql {
             Ok(())
         }
 
-        pub(super) async fn outbox(pool: &$pool) -> Result<Vec<OutboxRow>, StoreError> {
+        pub(in crate::store) async fn outbox(pool: &$pool) -> Result<Vec<OutboxRow>, StoreError> {
             let rows = sqlx::query(
                 "SELECT id, user_id, recipient_masked, status, attempts, next_attempt_at, last_error,
                         CAST(CASE WHEN payload IS NULL THEN 0 ELSE 1 END AS BIGINT)
@@ -276,7 +276,7 @@ macro_rules! backend_sql {
                 .collect())
         }
 
-        pub(super) async fn queue_stats(pool: &$pool, now: Millis) -> Result<QueueStats, StoreError> {
+        pub(in crate::store) async fn queue_stats(pool: &$pool, now: Millis) -> Result<QueueStats, StoreError> {
             let r = sqlx::query(
                 "SELECT
                    CAST(COALESCE(SUM(CASE WHEN status = 'pending' AND next_attempt_at <= $1 THEN 1 ELSE 0 END), 0) AS BIGINT),
@@ -297,7 +297,7 @@ macro_rules! backend_sql {
             })
         }
 
-        pub(super) async fn next_due(pool: &$pool) -> Result<Option<Millis>, StoreError> {
+        pub(in crate::store) async fn next_due(pool: &$pool) -> Result<Option<Millis>, StoreError> {
             let r = sqlx::query("SELECT MIN(next_attempt_at) FROM sms_outbox WHERE status = 'pending'")
                 .fetch_one(pool)
                 .await
@@ -305,7 +305,7 @@ macro_rules! backend_sql {
             Ok(r.get::<Option<i64>, _>(0))
         }
 
-        pub(super) async fn ping(pool: &$pool) -> Result<(), StoreError> {
+        pub(in crate::store) async fn ping(pool: &$pool) -> Result<(), StoreError> {
             sqlx::query("SELECT 1").execute(pool).await.map_err(unavailable)?;
             Ok(())
         }

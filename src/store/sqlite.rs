@@ -12,14 +12,10 @@ use sqlx::sqlite::{
 };
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::{
-    ClaimedSms, Command, CommandResult, OutboxRow, OutboxSettle, QueueStats, SmsSealer, StoreError,
-    StoredEvent,
-};
-use crate::clock::Millis;
+use super::{Command, CommandResult, SmsSealer, StoreError};
 use crate::domain::PhoneState;
 
-mod queries {
+pub(super) mod queries {
     crate::store::sql::backend_sql!(
         sqlx::Sqlite,
         sqlx::SqliteConnection,
@@ -41,8 +37,10 @@ type Reply = oneshot::Sender<Result<CommandResult, StoreError>>;
 
 pub struct SqliteStore {
     writer: mpsc::Sender<(Command, Reply)>,
-    reads: SqlitePool,
-    maint: SqlitePool,
+    /// Read-only connections for Get and listings.
+    pub(super) reads: SqlitePool,
+    /// One connection for the outbox worker's claims and settlements.
+    pub(super) maint: SqlitePool,
 }
 
 impl SqliteStore {
@@ -86,47 +84,6 @@ impl SqliteStore {
         let gone = || StoreError::Unavailable(sqlx::Error::PoolClosed);
         self.writer.send((cmd, reply)).await.map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
-    }
-
-    pub async fn phone(&self, user: &str) -> Result<Option<PhoneState>, StoreError> {
-        queries::phone(&self.reads, user).await
-    }
-
-    pub async fn events(&self, user: &str) -> Result<Vec<StoredEvent>, StoreError> {
-        queries::events(&self.reads, user).await
-    }
-
-    pub async fn claim_due(
-        &self,
-        now: Millis,
-        lease_until: Millis,
-        limit: u32,
-    ) -> Result<Vec<ClaimedSms>, StoreError> {
-        queries::claim_due(&self.maint, now, lease_until, limit).await
-    }
-
-    pub async fn settle(&self, id: &str, how: OutboxSettle, now: Millis) -> Result<(), StoreError> {
-        queries::settle(&self.maint, id, how, now).await
-    }
-
-    pub async fn release(&self, ids: &[String]) -> Result<(), StoreError> {
-        queries::release(&self.maint, ids).await
-    }
-
-    pub async fn outbox(&self) -> Result<Vec<OutboxRow>, StoreError> {
-        queries::outbox(&self.reads).await
-    }
-
-    pub async fn queue_stats(&self, now: Millis) -> Result<QueueStats, StoreError> {
-        queries::queue_stats(&self.reads, now).await
-    }
-
-    pub async fn next_due(&self) -> Result<Option<Millis>, StoreError> {
-        queries::next_due(&self.reads).await
-    }
-
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        queries::ping(&self.reads).await
     }
 }
 
