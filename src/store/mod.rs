@@ -188,13 +188,6 @@ impl Store {
         Ok(Store::Sqlite(Arc::new(store)))
     }
 
-    pub fn backend_name(&self) -> &'static str {
-        match self {
-            Store::Sqlite(_) => "sqlite",
-            Store::Postgres(_) => "postgres",
-        }
-    }
-
     #[tracing::instrument(skip_all, fields(user = %cmd.user))]
     pub async fn execute(&self, cmd: Command) -> Result<CommandResult, StoreError> {
         match self {
@@ -246,10 +239,5 @@ impl Store {
 
     pub async fn ping(&self) -> Result<(), StoreError> {
         on_pools!(self, |q, reads, _m| q::ping(reads).await)
-    }
-
-    /// The earliest time a pending message becomes due.
-    pub async fn next_due(&self) -> Result<Option<Millis>, StoreError> {
-        on_pools!(self, |q, reads, _m| q::next_due(reads).await)
     }
 }

@@ -297,14 +297,6 @@ macro_rules! backend_sql {
             })
         }
 
-        pub(in crate::store) async fn next_due(pool: &$pool) -> Result<Option<Millis>, StoreError> {
-            let r = sqlx::query("SELECT MIN(next_attempt_at) FROM sms_outbox WHERE status = 'pending'")
-                .fetch_one(pool)
-                .await
-                .map_err(unavailable)?;
-            Ok(r.get::<Option<i64>, _>(0))
-        }
-
         pub(in crate::store) async fn ping(pool: &$pool) -> Result<(), StoreError> {
             sqlx::query("SELECT 1").execute(pool).await.map_err(unavailable)?;
             Ok(())
