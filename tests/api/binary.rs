@@ -51,6 +51,27 @@ impl BinaryServer {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// SIGTERM, then waits (up to `limit`) for the exit; returns whether it exited cleanly.
+    pub async fn terminate(mut self, limit: Duration) -> (bool, String) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let mut log = String::new();
+                self.child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut log)
+                    .unwrap();
+                return (status.success(), log);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (false, self.kill())
+    }
+
     /// SIGKILL, and the log it wrote.
     pub fn kill(mut self) -> String {
         self.child.kill().unwrap();

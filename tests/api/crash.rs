@@ -135,3 +135,33 @@ async fn a_claim_held_by_a_killed_process_is_taken_over_after_the_lease() {
     );
     provider.verify().await;
 }
+
+#[tokio::test]
+async fn sigterm_finishes_the_send_in_flight_before_exiting() {
+    let provider = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(1500)))
+        .expect(1)
+        .mount(&provider)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = settings(dir.path(), &provider);
+    let server = BinaryServer::start(&env).await;
+    set_phone(&server, &token(&env, "graceful")).await;
+    wait_for_requests(&provider, 1).await;
+    let (clean, log) = server.terminate(Duration::from_secs(20)).await;
+    assert!(clean, "exit status after SIGTERM:\n{log}");
+    provider.verify().await;
+    let url = format!("sqlite://{}", dir.path().join("phoneproof.db").display());
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let status: String = sqlx::query_scalar("SELECT status FROM sms_outbox")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        status, "delivered",
+        "the in-flight send was finished and recorded"
+    );
+}
