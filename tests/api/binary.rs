@@ -19,6 +19,12 @@ pub struct BinaryServer {
 impl BinaryServer {
     /// Starts `phoneproof serve` with these settings and waits until it answers /healthz.
     pub async fn start(env: &[(&str, String)]) -> BinaryServer {
+        let server = BinaryServer::spawn(env);
+        server.wait_ready(Duration::from_secs(10)).await
+    }
+
+    /// Starts `phoneproof serve` without waiting for it.
+    pub fn spawn(env: &[(&str, String)]) -> BinaryServer {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_phoneproof"));
         cmd.arg("serve")
@@ -29,20 +35,22 @@ impl BinaryServer {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let server = BinaryServer {
+        BinaryServer {
             child: cmd.spawn().expect("binary starts"),
             base: format!("http://127.0.0.1:{port}"),
-        };
-        for _ in 0..200 {
-            if reqwest::get(format!("{}/healthz", server.base))
-                .await
-                .is_ok()
-            {
-                return server;
+        }
+    }
+
+    /// Waits until the server answers /healthz; panics with its log after `limit`.
+    pub async fn wait_ready(self, limit: Duration) -> BinaryServer {
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit {
+            if reqwest::get(format!("{}/healthz", self.base)).await.is_ok() {
+                return self;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let log = server.kill();
+        let log = self.kill();
         panic!("server did not come up:\n{log}");
     }
 

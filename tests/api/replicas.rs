@@ -351,3 +351,48 @@ async fn losing_postgresql_under_load_answers_503_and_recovers_without_a_restart
     assert!(server.alive());
     server.kill();
 }
+
+#[tokio::test]
+async fn a_database_down_at_start_is_waited_for() {
+    if !crate::postgres::available() {
+        return;
+    }
+    let pg = PgServer::start_new();
+    let db = pg.fresh_database().await;
+    let provider = MockServer::start().await;
+    pg.stop();
+    let mut env = replica_env(
+        &db,
+        &provider,
+        &[("PHONEPROOF_DATABASE_CONNECT_TIMEOUT_SECS", "1")],
+    );
+    env.retain(|(k, _)| *k != "PHONEPROOF_LOG");
+    env.push(("PHONEPROOF_LOG", "warn".into()));
+    let mut server = BinaryServer::spawn(&env);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(server.alive(), "it waits instead of exiting");
+    assert!(
+        reqwest::get(format!("{}/healthz", server.base))
+            .await
+            .is_err(),
+        "not serving without its database"
+    );
+    pg.start();
+    let server = server.wait_ready(Duration::from_secs(30)).await;
+    let t = token(&env, "late");
+    let got = call(
+        &reqwest::Client::new(),
+        &server.base,
+        reqwest::Method::GET,
+        "",
+        &t,
+        None,
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    let log = server.kill();
+    assert!(
+        log.contains("PostgreSQL not reachable yet"),
+        "the retries are logged:\n{log}"
+    );
+}
