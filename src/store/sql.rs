@@ -46,10 +46,13 @@ macro_rules! backend_sql {
             }
             let decision = (cmd.decide)(&state);
             let mut next = state;
-            for event in &decision.events {
-                let seq = next.sequence + 1;
-                append_event(conn, &user, seq, event, cmd.now, cmd.owner.as_ref()).await?;
-                next = next.apply(event, seq, cmd.now);
+            let first_seq = next.sequence + 1;
+            for (i, chunk) in decision.events.chunks(2).enumerate() {
+                let seq = first_seq + 2 * i as u64;
+                append_events(conn, &user, seq, chunk, cmd.now, cmd.owner.as_ref()).await?;
+            }
+            for (i, event) in decision.events.iter().enumerate() {
+                next = next.apply(event, first_seq + i as u64, cmd.now);
             }
             let wrote_events = !decision.events.is_empty();
             if wrote_events {
@@ -88,26 +91,37 @@ macro_rules! backend_sql {
             }
         }
 
-        async fn append_event(
+        /// Appends one or two events (a decision's usual size) in one statement, numbered
+        /// from `seq`: fewer round trips on the write path.
+        async fn append_events(
             conn: &mut $conn,
             user: &str,
             seq: u64,
-            event: &Event,
+            events: &[Event],
             at: Millis,
             owner: &str,
         ) -> Result<(), sqlx::Error> {
-            sqlx::query(
+            let sql = if events.len() == 2 {
                 "INSERT INTO events (aggregate_id, sequence, event_type, payload, created_at, resource_owner)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(user)
-            .bind(seq as i64)
-            .bind(event.event_type())
-            .bind(event.payload().to_string())
-            .bind(at)
-            .bind(owner)
-            .execute(&mut *conn)
-            .await?;
+                 VALUES ($1, $2, $3, $4, $5, $6), ($1, $7, $8, $9, $5, $6)"
+            } else {
+                "INSERT INTO events (aggregate_id, sequence, event_type, payload, created_at, resource_owner)
+                 VALUES ($1, $2, $3, $4, $5, $6)"
+            };
+            let mut q = sqlx::query(sql)
+                .bind(user)
+                .bind(seq as i64)
+                .bind(events[0].event_type())
+                .bind(events[0].payload().to_string())
+                .bind(at)
+                .bind(owner);
+            if let Some(second) = events.get(1) {
+                q = q
+                    .bind(seq as i64 + 1)
+                    .bind(second.event_type())
+                    .bind(second.payload().to_string());
+            }
+            q.execute(&mut *conn).await?;
             Ok(())
         }
 
