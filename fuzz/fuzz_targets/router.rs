@@ -13,7 +13,7 @@ use poem::endpoint::BoxEndpoint;
 use poem::http::{HeaderValue, Uri, header};
 use poem::{Endpoint, Request};
 use phoneproof_fuzz::{
-    AuthChoice, BodyChoice, PathChoice, RouterInput, assert_status_shape, install_panic_policy,
+    AuthChoice, PathChoice, RouterInput, assert_status_shape, install_panic_policy,
     write_seeds_if_asked,
 };
 
@@ -43,6 +43,12 @@ fn data_dir() -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("data dir");
     dir
+}
+
+/// `PHONEPROOF_FUZZ_TRACE=1` prints each request and its answer (for replaying a corpus).
+fn trace() -> bool {
+    static T: OnceLock<bool> = OnceLock::new();
+    *T.get_or_init(|| std::env::var_os("PHONEPROOF_FUZZ_TRACE").is_some())
 }
 
 fn harness() -> &'static Harness {
@@ -100,7 +106,7 @@ fuzz_target!(
             AuthChoice::None => None,
             AuthChoice::Valid => Some(format!("Bearer {}", h.token).into_bytes()),
             AuthChoice::ValidLoose => Some(format!("bearer   {}  ", h.token).into_bytes()),
-            AuthChoice::Raw(b) => Some(b.clone()),
+            AuthChoice::Raw(b) => Some(b.0.clone()),
         };
         if let Some(a) = auth {
             let Ok(v) = HeaderValue::from_bytes(&a) else {
@@ -134,6 +140,10 @@ fuzz_target!(
         });
 
         let code = status.as_u16();
+        if trace() {
+            let shown: String = String::from_utf8_lossy(&bytes).chars().take(160).collect();
+            eprintln!("{method} {path:?} -> {code} {shown}");
+        }
         assert!(
             code != 500 && code != 503,
             "HTTP {code} {} for {input:?}",
@@ -164,7 +174,6 @@ fuzz_target!(
                 .unwrap_or_else(|e| panic!("HTTP 200 with a body that is not JSON ({e}) for {input:?}"));
             assert!(json.get("details").is_some_and(|d| d.is_object()), "200 without details: {json} for {input:?}");
         }
-        let _ = BodyChoice::Empty;
         Corpus::Keep
     }
 );

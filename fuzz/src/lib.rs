@@ -181,6 +181,45 @@ pub fn assert_e164(value: &str, context: &dyn std::fmt::Debug) {
 // Structured inputs
 // ---------------------------------------------------------------------------------------
 
+/// Raw bytes. Unlike `Vec<u8>` (whose `arbitrary` spends a "one more?" byte per element),
+/// these take the input as it is when last, and a length-prefixed slice elsewhere, so a
+/// seed's body is the file's tail unchanged. Debug shows them as an escaped byte string.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Bytes(pub Vec<u8>);
+
+impl<'a> Arbitrary<'a> for Bytes {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        <&[u8]>::arbitrary(u).map(|b| Bytes(b.to_vec()))
+    }
+
+    fn arbitrary_take_rest(u: Unstructured<'a>) -> arbitrary::Result<Self> {
+        <&[u8]>::arbitrary_take_rest(u).map(|b| Bytes(b.to_vec()))
+    }
+
+    fn size_hint(depth: usize) -> (usize, Option<usize>) {
+        <&[u8]>::size_hint(depth)
+    }
+}
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "b\"{}\"", self.0.escape_ascii())
+    }
+}
+
+impl From<&[u8]> for Bytes {
+    fn from(b: &[u8]) -> Self {
+        Bytes(b.to_vec())
+    }
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// A `Content-Type` header, or none.
 #[derive(Arbitrary, Debug, Clone, PartialEq, Eq)]
 pub enum ContentTypeChoice {
@@ -220,7 +259,7 @@ pub enum BodyOp {
 pub struct BodyInput {
     pub op: BodyOp,
     pub content_type: ContentTypeChoice,
-    pub body: Vec<u8>,
+    pub body: Bytes,
 }
 
 /// Input of `bearer_jwt`.
@@ -228,12 +267,12 @@ pub struct BodyInput {
 pub enum JwtInput {
     /// The raw `Authorization` header value; its token (if any) and the whole value, lossily
     /// decoded, go to `verify`.
-    Header(Vec<u8>),
+    Header(Bytes),
     /// `base64url(header JSON).e30.<junk signature>`: reaches the JWT header parser.
-    HeaderJson(Vec<u8>),
+    HeaderJson(Bytes),
     /// `{"alg":"EdDSA","typ":"JWT"}` and these claim bytes, signed with the verifier's own
     /// key: reaches claim validation, which a bad signature never does.
-    SignedClaims(Vec<u8>),
+    SignedClaims(Bytes),
 }
 
 #[derive(Arbitrary, Debug, Clone, PartialEq, Eq)]
@@ -311,7 +350,7 @@ pub enum AuthChoice {
     Valid,
     /// `bearer   <a valid token>  ` (scheme case and spaces).
     ValidLoose,
-    Raw(Vec<u8>),
+    Raw(Bytes),
 }
 
 #[derive(Arbitrary, Debug, Clone, PartialEq, Eq)]
@@ -322,7 +361,7 @@ pub enum BodyChoice {
     Phone(String),
     /// `{"code": <this string>}`
     Code(String),
-    Raw(Vec<u8>),
+    Raw(Bytes),
 }
 
 impl BodyChoice {
@@ -332,7 +371,7 @@ impl BodyChoice {
             BodyChoice::EmptyObject => b"{}".to_vec(),
             BodyChoice::Phone(p) => serde_json::json!({ "phone": p }).to_string().into_bytes(),
             BodyChoice::Code(c) => serde_json::json!({ "code": c }).to_string().into_bytes(),
-            BodyChoice::Raw(b) => b.clone(),
+            BodyChoice::Raw(b) => b.0.clone(),
         }
     }
 }
@@ -391,7 +430,7 @@ impl Encode for BodyInput {
     fn encode(&self) -> Vec<u8> {
         let mut b = variant(self.op as u32, 3).to_vec();
         b.extend(variant(self.content_type.index(), 7));
-        b.extend(&self.body);
+        b.extend(&self.body.0);
         b
     }
 }
@@ -404,7 +443,7 @@ impl Encode for JwtInput {
             JwtInput::SignedClaims(p) => (2, p),
         };
         let mut b = variant(i, 3).to_vec();
-        b.extend(payload);
+        b.extend(&payload.0);
         b
     }
 }
@@ -445,7 +484,7 @@ impl Encode for RouterInput {
             BodyChoice::EmptyObject => (1, b""),
             BodyChoice::Phone(s) => (2, s.as_bytes()),
             BodyChoice::Code(s) => (3, s.as_bytes()),
-            BodyChoice::Raw(b) => (4, b),
+            BodyChoice::Raw(b) => (4, &b.0),
         };
         let mut b = Vec::new();
         b.extend(variant(method, 10));
@@ -514,32 +553,32 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
                 let input = BodyInput {
                     op: *op,
                     content_type: ct.clone(),
-                    body: body.as_bytes().to_vec(),
+                    body: Bytes(body.as_bytes().to_vec()),
                 };
                 add(name, encoded(input));
             }
         }
         "bearer_jwt" => {
             let cases: Vec<(&str, JwtInput)> = vec![
-                ("bearer-xyz", JwtInput::Header(b"Bearer x.y.z".to_vec())),
-                ("bearer-jwt", JwtInput::Header(format!("Bearer {JWT_EXAMPLE}").into_bytes())),
+                ("bearer-xyz", JwtInput::Header(Bytes(b"Bearer x.y.z".to_vec()))),
+                ("bearer-jwt", JwtInput::Header(Bytes(format!("Bearer {JWT_EXAMPLE}").into_bytes()))),
                 (
                     "lower-bearer-jwt",
-                    JwtInput::Header(format!("bearer  {JWT_EXAMPLE} ").into_bytes()),
+                    JwtInput::Header(Bytes(format!("bearer  {JWT_EXAMPLE} ").into_bytes())),
                 ),
-                ("basic", JwtInput::Header(b"Basic dXNlcjpwYXNz".to_vec())),
-                ("bearer-only", JwtInput::Header(b"Bearer".to_vec())),
+                ("basic", JwtInput::Header(Bytes(b"Basic dXNlcjpwYXNz".to_vec()))),
+                ("bearer-only", JwtInput::Header(Bytes(b"Bearer".to_vec()))),
                 (
                     "header-eddsa",
-                    JwtInput::HeaderJson(br#"{"alg":"EdDSA","typ":"JWT","kid":"k1"}"#.to_vec()),
+                    JwtInput::HeaderJson(Bytes(br#"{"alg":"EdDSA","typ":"JWT","kid":"k1"}"#.to_vec())),
                 ),
-                ("header-none", JwtInput::HeaderJson(br#"{"alg":"none"}"#.to_vec())),
-                ("signed-valid", JwtInput::SignedClaims(CLAIMS_EXAMPLE.as_bytes().to_vec())),
+                ("header-none", JwtInput::HeaderJson(Bytes(br#"{"alg":"none"}"#.to_vec()))),
+                ("signed-valid", JwtInput::SignedClaims(Bytes(CLAIMS_EXAMPLE.as_bytes().to_vec()))),
                 (
                     "signed-odd-nbf",
-                    JwtInput::SignedClaims(
+                    JwtInput::SignedClaims(Bytes(
                         br#"{"iss":"phoneproof-local","aud":["phoneproof"],"sub":"u","urn:zitadel:iam:user:resourceowner:id":"1","exp":4102444800,"nbf":1e300}"#.to_vec(),
-                    ),
+                    )),
                 ),
             ];
             for (name, input) in cases {
@@ -573,7 +612,7 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
                     P::Phone,
                     A::Valid,
                     Ct::Json,
-                    B::Raw(br#"{"phone":"+41 71 000 00 00"#.to_vec()),
+                    B::Raw(Bytes(br#"{"phone":"+41 71 000 00 00"#.to_vec())),
                 ),
                 ("patch-phone", M::Patch, P::Phone, A::Valid, Ct::None, B::Empty),
                 ("head-phone", M::Head, P::Phone, A::Valid, Ct::None, B::Empty),
