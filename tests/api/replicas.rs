@@ -85,8 +85,10 @@ async fn two_replicas_serve_200_users_alike_and_deliver_every_message_once() {
     let pg = PgServer::start_new();
     let db = pg.fresh_database().await;
     let provider = MockServer::start().await;
+    // 200 users, two codes each (the Resend comes after the first code arrived).
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200))
+        .expect(400)
         .mount(&provider)
         .await;
     let env = replica_env(&db, &provider, &[]);
@@ -212,6 +214,7 @@ async fn two_replicas_serve_200_users_alike_and_deliver_every_message_once() {
     }
     a.kill();
     b.kill();
+    provider.verify().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
