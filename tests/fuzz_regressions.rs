@@ -30,7 +30,11 @@ fn parsing_a_stored_phone_gives_the_same_phone() {
     ];
     let mut broken = Vec::new();
     for raw in inputs {
-        assert_eq!(validate_phone_field(raw), Ok(()), "{raw:?} passes the request checks");
+        assert_eq!(
+            validate_phone_field(raw),
+            Ok(()),
+            "{raw:?} passes the request checks"
+        );
         let Ok(stored) = PhoneNumber::parse(raw) else {
             continue; // rejecting such a number is a correct fix too
         };

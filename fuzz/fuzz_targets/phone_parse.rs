@@ -15,7 +15,9 @@ use phoneproof_fuzz::{assert_e164, install_panic_policy, write_seeds_if_asked};
 /// problems while the known idempotence bug (tests/fuzz_regressions.rs) is open.
 fn skip_idempotence() -> bool {
     static SKIP: OnceLock<bool> = OnceLock::new();
-    *SKIP.get_or_init(|| std::env::var_os("PHONEPROOF_FUZZ_SKIP_IDEMPOTENCE").is_some_and(|v| v == "1"))
+    *SKIP.get_or_init(|| {
+        std::env::var_os("PHONEPROOF_FUZZ_SKIP_IDEMPOTENCE").is_some_and(|v| v == "1")
+    })
 }
 
 fn check(raw: &str) {
@@ -28,7 +30,11 @@ fn check(raw: &str) {
     } else {
         Ok(())
     };
-    assert_eq!(validate_phone_field(raw), want, "validate_phone_field({raw:?})");
+    assert_eq!(
+        validate_phone_field(raw),
+        want,
+        "validate_phone_field({raw:?})"
+    );
 
     match PhoneNumber::parse(raw) {
         Ok(phone) => {

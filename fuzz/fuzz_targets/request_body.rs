@@ -18,10 +18,14 @@ use phoneproof_fuzz::{
 fn known_messages() -> &'static HashSet<String> {
     static KNOWN: OnceLock<HashSet<String>> = OnceLock::new();
     KNOWN.get_or_init(|| {
-        let mut known: HashSet<String> = [CODE_LENGTH_MESSAGE, PHONE_LENGTH_MESSAGE, PHONE_PREFIX_MESSAGE]
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
+        let mut known: HashSet<String> = [
+            CODE_LENGTH_MESSAGE,
+            PHONE_LENGTH_MESSAGE,
+            PHONE_PREFIX_MESSAGE,
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
         let ct = Some("application/json");
         for body in [&b"{"[..], b"[]", b"nope", b"{\"code\": 5}"] {
             if let Err(e) = decode_verify_code(ct, body) {
@@ -30,7 +34,10 @@ fn known_messages() -> &'static HashSet<String> {
                 }
             }
         }
-        for e in [ApiError::UnsupportedMediaType, phoneproof::domain::DomainError::PhoneInvalid.into()] {
+        for e in [
+            ApiError::UnsupportedMediaType,
+            phoneproof::domain::DomainError::PhoneInvalid.into(),
+        ] {
             for t in error_texts(&e.body()) {
                 known.insert(t);
             }

@@ -9,13 +9,13 @@ use std::sync::OnceLock;
 use libfuzzer_sys::{Corpus, fuzz_target};
 use phoneproof::config::Settings;
 use phoneproof::startup::Application;
-use poem::endpoint::BoxEndpoint;
-use poem::http::{HeaderValue, Uri, header};
-use poem::{Endpoint, Request};
 use phoneproof_fuzz::{
     AuthChoice, PathChoice, RouterInput, assert_status_shape, install_panic_policy,
     write_seeds_if_asked,
 };
+use poem::endpoint::BoxEndpoint;
+use poem::http::{HeaderValue, Uri, header};
+use poem::{Endpoint, Request};
 
 struct Harness {
     rt: tokio::runtime::Runtime,
@@ -64,6 +64,9 @@ fn harness() -> &'static Harness {
             ..Default::default()
         };
         settings.outbox.worker = false;
+        // Without the send limits most PUTs reach the storage write path instead of 429.
+        settings.code.max_per_window = 0;
+        settings.code.resend_cooldown_secs = 0;
         let app = rt
             .block_on(Application::build(settings, None))
             .expect("application builds");

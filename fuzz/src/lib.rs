@@ -403,7 +403,8 @@ pub fn decode<T: for<'a> Arbitrary<'a>>(bytes: &[u8]) -> T {
 }
 
 const JWT_EXAMPLE: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJFZERTQSJ9.eyJhdWQiOiJwaG9uZXByb29mIiwiZXhwIjoxNzk1MzU1ODc2LCJpYXQiOjE3OTUzMTI2NzYsImlzcyI6InBob25lcHJvb2YtbG9jYWwiLCJuYmYiOjE3OTUzMTI2NzYsInN1YiI6ImV4cGxvcmUtYSIsInVybjp6aXRhZGVsOmlhbTp1c2VyOnJlc291cmNlb3duZXI6aWQiOiI2OTYyOTAyMzkwNjQ4ODMzNCJ9.ijC9TJlyMks3ILwwn1TzpCt1qR3bG4qGTxD9RRwHHuHE-R26dzKrNJtnq5Bpp6dc5rXX7h5CjRB0M8P__W9KAQ";
-const CLAIMS_EXAMPLE: &str = r#"{"iss":"phoneproof-local","aud":"phoneproof","sub":"69629023906488330","urn:zitadel:iam:user:resourceowner:id":"69629023906488334","iat":1718260000,"nbf":1718260000,"exp":4102444800}"#;
+/// Claims the default local verifier accepts (until 2100).
+pub const CLAIMS_EXAMPLE: &str = r#"{"iss":"phoneproof-local","aud":"phoneproof","sub":"69629023906488330","urn:zitadel:iam:user:resourceowner:id":"69629023906488334","iat":1718260000,"nbf":1718260000,"exp":4102444800}"#;
 
 /// Bytes that `arbitrary` decodes back into these inputs. Only inputs whose variable-length
 /// data sits in the last field are encodable (a `Custom`/`Raw` string in a middle field is
@@ -503,7 +504,10 @@ where
 {
     let bytes = input.encode();
     let back: T = T::arbitrary_take_rest(Unstructured::new(&bytes)).expect("seed decodes");
-    assert_eq!(back, input, "a seed does not decode to the input it was written for");
+    assert_eq!(
+        back, input,
+        "a seed does not decode to the input it was written for"
+    );
     bytes
 }
 
@@ -533,20 +537,55 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
             use BodyOp::*;
             use ContentTypeChoice as Ct;
             let cases: &[(&str, BodyOp, ContentTypeChoice, &str)] = &[
-                ("set-ch", SetPhone, Ct::Json, r#"{"phone":"+41 71 000 00 00"}"#),
-                ("set-us", SetPhone, Ct::JsonCharset, r#"{"phone":"+1 (415) 555-2671","x":1}"#),
-                ("set-noplus", SetPhone, Ct::Json, r#"{"phone":"071 000 00 00"}"#),
+                (
+                    "set-ch",
+                    SetPhone,
+                    Ct::Json,
+                    r#"{"phone":"+41 71 000 00 00"}"#,
+                ),
+                (
+                    "set-us",
+                    SetPhone,
+                    Ct::JsonCharset,
+                    r#"{"phone":"+1 (415) 555-2671","x":1}"#,
+                ),
+                (
+                    "set-noplus",
+                    SetPhone,
+                    Ct::Json,
+                    r#"{"phone":"071 000 00 00"}"#,
+                ),
                 ("set-number", SetPhone, Ct::Json, r#"{"phone":41710000000}"#),
-                ("set-text-plain", SetPhone, Ct::TextPlain, r#"{"phone":"+41 71 000 00 00"}"#),
+                (
+                    "set-text-plain",
+                    SetPhone,
+                    Ct::TextPlain,
+                    r#"{"phone":"+41 71 000 00 00"}"#,
+                ),
                 ("set-empty", SetPhone, Ct::None, ""),
                 ("verify-code", VerifyCode, Ct::Json, r#"{"code":"ABC123"}"#),
                 ("verify-int", VerifyCode, Ct::Json, r#"{"code":987654}"#),
                 ("verify-trunc", VerifyCode, Ct::Json, r#"{"code":"SECRET12"#),
-                ("verify-array", VerifyCode, Ct::Json, r#"[{"code":"ABC123"}]"#),
-                ("verify-dup", VerifyCode, Ct::Json, r#"{"code":"SECRET12","code":"X"}"#),
+                (
+                    "verify-array",
+                    VerifyCode,
+                    Ct::Json,
+                    r#"[{"code":"ABC123"}]"#,
+                ),
+                (
+                    "verify-dup",
+                    VerifyCode,
+                    Ct::Json,
+                    r#"{"code":"SECRET12","code":"X"}"#,
+                ),
                 ("verify-empty", VerifyCode, Ct::None, ""),
                 ("resend-empty-object", Resend, Ct::Json, "{}"),
-                ("resend-unknown", Resend, Ct::Json, r#"{"anything":[1,2,{"a":null}]}"#),
+                (
+                    "resend-unknown",
+                    Resend,
+                    Ct::Json,
+                    r#"{"anything":[1,2,{"a":null}]}"#,
+                ),
                 ("resend-empty", Resend, Ct::None, ""),
             ];
             for (name, op, ct, body) in cases {
@@ -593,8 +632,22 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
             use PathChoice as P;
             let cases: Vec<(&str, M, P, A, Ct, B)> = vec![
                 ("get-phone", M::Get, P::Phone, A::Valid, Ct::None, B::Empty),
-                ("get-phone-no-auth", M::Get, P::Phone, A::None, Ct::None, B::Empty),
-                ("set-phone", M::Put, P::Phone, A::Valid, Ct::Json, B::Phone("+41 71 000 00 00".into())),
+                (
+                    "get-phone-no-auth",
+                    M::Get,
+                    P::Phone,
+                    A::None,
+                    Ct::None,
+                    B::Empty,
+                ),
+                (
+                    "set-phone",
+                    M::Put,
+                    P::Phone,
+                    A::Valid,
+                    Ct::Json,
+                    B::Phone("+41 71 000 00 00".into()),
+                ),
                 (
                     "set-phone-loose-auth",
                     M::Put,
@@ -603,8 +656,22 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
                     Ct::JsonCharset,
                     B::Phone("+1 (415) 555-2671".into()),
                 ),
-                ("verify", M::Post, P::Verify, A::Valid, Ct::Json, B::Code("ABC123".into())),
-                ("resend", M::Post, P::Resend, A::Valid, Ct::None, B::EmptyObject),
+                (
+                    "verify",
+                    M::Post,
+                    P::Verify,
+                    A::Valid,
+                    Ct::Json,
+                    B::Code("ABC123".into()),
+                ),
+                (
+                    "resend",
+                    M::Post,
+                    P::Resend,
+                    A::Valid,
+                    Ct::None,
+                    B::EmptyObject,
+                ),
                 ("remove", M::Delete, P::Phone, A::Valid, Ct::None, B::Empty),
                 (
                     "put-raw-body",
@@ -614,8 +681,22 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
                     Ct::Json,
                     B::Raw(Bytes(br#"{"phone":"+41 71 000 00 00"#.to_vec())),
                 ),
-                ("patch-phone", M::Patch, P::Phone, A::Valid, Ct::None, B::Empty),
-                ("head-phone", M::Head, P::Phone, A::Valid, Ct::None, B::Empty),
+                (
+                    "patch-phone",
+                    M::Patch,
+                    P::Phone,
+                    A::Valid,
+                    Ct::None,
+                    B::Empty,
+                ),
+                (
+                    "head-phone",
+                    M::Head,
+                    P::Phone,
+                    A::Valid,
+                    Ct::None,
+                    B::Empty,
+                ),
                 ("healthz", M::Get, P::Healthz, A::None, Ct::None, B::Empty),
                 ("openapi", M::Get, P::OpenApi, A::None, Ct::None, B::Empty),
             ];
@@ -666,8 +747,31 @@ mod tests {
     }
 
     #[test]
+    fn code_values_are_found_in_broken_bodies_too() {
+        assert_eq!(
+            code_candidates(br#"{"code":"ABC123"}"#),
+            ["ABC123", "ABC123"]
+        );
+        assert_eq!(code_candidates(br#"{"code" : "SECRET12"#), ["SECRET12"]);
+        assert_eq!(
+            code_candidates(br#"{"code":987654,"x":1}"#),
+            ["987654", "987654"]
+        );
+    }
+
+    #[test]
+    fn every_seed_decodes_to_its_input() {
+        for t in ["phone_parse", "request_body", "bearer_jwt", "router"] {
+            assert!(!seeds(t).is_empty());
+        }
+    }
+
+    #[test]
     fn positions_are_stripped() {
-        assert_eq!(strip_position("malformed JSON at line 1 column 12"), "malformed JSON");
+        assert_eq!(
+            strip_position("malformed JSON at line 1 column 12"),
+            "malformed JSON"
+        );
         assert_eq!(strip_position("no position"), "no position");
     }
 }
