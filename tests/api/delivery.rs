@@ -456,3 +456,32 @@ async fn operators_see_health_readiness_and_metrics() {
     assert!(text.contains("phoneproof_outbox_due 0"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_message_failing_past_its_maximum_age_is_parked() {
+    let provider = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .expect(2)
+        .mount(&provider)
+        .await;
+    let app = spawn_app_with(|s| {
+        http_provider(s, &provider);
+        s.outbox.max_age_secs = 60;
+    })
+    .await;
+    app.set_phone(&app.token("old"), "+41710000000").await;
+    assert_eq!(deliver(&app).await, [Delivery::Retrying]);
+    app.advance(61_000);
+    assert_eq!(deliver(&app).await, [Delivery::Parked]);
+    let row = &app.state.store.outbox().await.unwrap()[0];
+    assert!(
+        row.last_error
+            .as_deref()
+            .unwrap()
+            .starts_with("gave up after 2 attempts"),
+        "{row:?}"
+    );
+    app.stop().await;
+    provider.verify().await;
+}

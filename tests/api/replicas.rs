@@ -333,6 +333,12 @@ async fn losing_postgresql_under_load_answers_503_and_recovers_without_a_restart
     pg.stop();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(server.alive(), "the process survives the outage");
+    let ready = answer(client.get(format!("{base}/readyz")).send().await.unwrap()).await;
+    assert_eq!(
+        (ready.status.as_u16(), ready.body["code"].as_i64()),
+        (503, Some(14)),
+        "not ready without its database"
+    );
     pg.start();
     let seen = tokio::time::timeout(Duration::from_secs(60), load)
         .await
