@@ -76,6 +76,26 @@ pub struct Command {
     pub delivered_message: Option<String>,
 }
 
+/// What one command writes in its transaction: events numbered from `first_seq`, the new
+/// projection state, and the SMS to queue.
+pub(crate) struct Changes<'a> {
+    pub user: &'a str,
+    pub owner: &'a str,
+    pub at: Millis,
+    pub first_seq: u64,
+    pub events: &'a [Event],
+    pub state: &'a PhoneState,
+    pub sms: Option<QueueSms>,
+}
+
+/// An outbox row to insert, its message already sealed.
+pub(crate) struct QueueSms {
+    pub id: String,
+    pub code_sequence: u64,
+    pub recipient_masked: String,
+    pub sealed: Vec<u8>,
+}
+
 #[derive(Debug, Clone)]
 pub struct CommandResult {
     pub outcome: Result<(), DomainError>,

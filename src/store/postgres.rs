@@ -26,8 +26,59 @@ pub(super) mod queries {
                             AND (lease_until IS NULL OR lease_until <= $2)
                           ORDER BY next_attempt_at LIMIT $3
                           FOR UPDATE SKIP LOCKED)
-             RETURNING id, user_id, code_sequence, recipient_masked, payload, attempts, created_at, resource_owner"
+             RETURNING id, user_id, code_sequence, recipient_masked, payload, attempts, created_at, resource_owner",
+        write = super::write_combined
     );
+}
+
+/// A command's events, projection and outbox row in one statement (data-modifying CTEs):
+/// one round trip instead of three on the write path.
+async fn write_combined(
+    conn: &mut sqlx::PgConnection,
+    c: &super::Changes<'_>,
+) -> Result<(), sqlx::Error> {
+    let seqs: Vec<i64> = (0..c.events.len())
+        .map(|i| (c.first_seq + i as u64) as i64)
+        .collect();
+    let types: Vec<&str> = c.events.iter().map(|e| e.event_type()).collect();
+    let payloads: Vec<String> = c.events.iter().map(|e| e.payload().to_string()).collect();
+    let sms = c.sms.as_ref();
+    sqlx::query(
+        "WITH ev AS (
+           INSERT INTO events (aggregate_id, sequence, event_type, payload, created_at, resource_owner)
+           SELECT $1, s, t, p, $3, $2 FROM UNNEST($4::BIGINT[], $5::TEXT[], $6::TEXT[]) AS x(s, t, p)
+         ), ph AS (
+           INSERT INTO phones (user_id, resource_owner, phone, verified, sequence, created_at, changed_at, state)
+           VALUES ($1, $2, $7, $8, $9, $10, $11, $12)
+           ON CONFLICT (user_id) DO UPDATE SET resource_owner = excluded.resource_owner,
+             phone = excluded.phone, verified = excluded.verified, sequence = excluded.sequence,
+             changed_at = excluded.changed_at, state = excluded.state
+         ), ob AS (
+           INSERT INTO sms_outbox (id, user_id, resource_owner, code_sequence, recipient_masked,
+                                   payload, status, attempts, next_attempt_at, created_at, updated_at)
+           SELECT $13, $1, $2, $14, $15, $16, 'pending', 0, $3, $3, $3 WHERE $13::TEXT IS NOT NULL
+         )
+         SELECT 1",
+    )
+    .bind(c.user)
+    .bind(c.owner)
+    .bind(c.at)
+    .bind(seqs)
+    .bind(types)
+    .bind(payloads)
+    .bind(c.state.phone.as_ref().map(|p| p.as_ref().to_owned()))
+    .bind(c.state.verified as i64)
+    .bind(c.state.sequence as i64)
+    .bind(c.state.created_at.unwrap_or_default())
+    .bind(c.state.changed_at.unwrap_or_default())
+    .bind(serde_json::to_string(c.state).expect("plain struct"))
+    .bind(sms.map(|s| s.id.as_str()))
+    .bind(sms.map(|s| s.code_sequence as i64))
+    .bind(sms.map(|s| s.recipient_masked.as_str()))
+    .bind(sms.map(|s| s.sealed.as_slice()))
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// A lost race on a user's sequence is re-run this many times before answering ABORTED.

@@ -2,9 +2,12 @@
 //! alike. The macro instantiates the same functions for each backend's connection type.
 
 /// Folds a command into the open transaction: load the state, decide, append events, update
-/// the projection, queue the SMS. `$load_sql` is the backend's (PostgreSQL locks the row).
+/// the projection, queue the SMS. `$load_sql` is the backend's (PostgreSQL locks the row);
+/// `$write` stores a command's changes (`write_separately` here, or one statement of the
+/// backend's own).
 macro_rules! backend_sql {
-    ($db:ty, $conn:ty, $pool:ty, load_state = $load_sql:literal, claim = $claim_sql:literal) => {
+    ($db:ty, $conn:ty, $pool:ty, load_state = $load_sql:literal, claim = $claim_sql:literal,
+     write = $write:path) => {
         use std::collections::HashMap;
 
         use sqlx::Row;
@@ -12,8 +15,8 @@ macro_rules! backend_sql {
         use crate::clock::Millis;
         use crate::domain::{Event, PhoneState};
         use crate::store::{
-            ClaimedSms, Command, CommandResult, OutboxRow, OutboxSettle, QueueStats, SmsSealer,
-            StoreError, StoredEvent, new_message_id,
+            Changes, ClaimedSms, Command, CommandResult, OutboxRow, OutboxSettle, QueueSms,
+            QueueStats, SmsSealer, StoreError, StoredEvent, new_message_id,
         };
 
         fn unavailable(e: sqlx::Error) -> StoreError {
@@ -45,37 +48,33 @@ macro_rules! backend_sql {
                 return Ok((result, false));
             }
             let decision = (cmd.decide)(&state);
+            let first_seq = state.sequence + 1;
             let mut next = state;
-            let first_seq = next.sequence + 1;
-            for (i, chunk) in decision.events.chunks(2).enumerate() {
-                let seq = first_seq + 2 * i as u64;
-                append_events(conn, &user, seq, chunk, cmd.now, cmd.owner.as_ref()).await?;
-            }
             for (i, event) in decision.events.iter().enumerate() {
                 next = next.apply(event, first_seq + i as u64, cmd.now);
             }
             let wrote_events = !decision.events.is_empty();
+            let sms = match (&decision.sms, &next.code) {
+                (Some(sms), Some(code)) => Some(QueueSms {
+                    id: new_message_id(),
+                    code_sequence: code.sequence,
+                    recipient_masked: sms.to.masked(),
+                    sealed: sealer.seal(sms, "user.human.phone.code.added"),
+                }),
+                _ => None,
+            };
+            let queued = sms.is_some();
             if wrote_events {
-                upsert_phone(conn, &user, cmd.owner.as_ref(), &next).await?;
-            }
-            let mut queued = false;
-            if let (Some(sms), Some(code)) = (&decision.sms, &next.code) {
-                let sealed = sealer.seal(sms, "user.human.phone.code.added");
-                sqlx::query(
-                    "INSERT INTO sms_outbox (id, user_id, resource_owner, code_sequence, recipient_masked,
-                                             payload, status, attempts, next_attempt_at, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7)",
-                )
-                .bind(new_message_id())
-                .bind(&user)
-                .bind(cmd.owner.as_ref())
-                .bind(code.sequence as i64)
-                .bind(sms.to.masked())
-                .bind(sealed)
-                .bind(cmd.now)
-                .execute(&mut *conn)
-                .await?;
-                queued = true;
+                let changes = Changes {
+                    user: &user,
+                    owner: cmd.owner.as_ref(),
+                    at: cmd.now,
+                    first_seq,
+                    events: &decision.events,
+                    state: &next,
+                    sms,
+                };
+                $write(conn, &changes).await?;
             }
             let result = CommandResult { outcome: decision.outcome, state: next.clone(), wrote_events };
             states.insert(user, next);
@@ -91,8 +90,35 @@ macro_rules! backend_sql {
             }
         }
 
+        /// Stores a command's changes statement by statement (SQLite has no writable CTEs).
+        #[allow(dead_code, reason = "PostgreSQL writes its changes in one statement")]
+        async fn write_separately(conn: &mut $conn, c: &Changes<'_>) -> Result<(), sqlx::Error> {
+            for (i, chunk) in c.events.chunks(2).enumerate() {
+                append_events(conn, c.user, c.first_seq + 2 * i as u64, chunk, c.at, c.owner).await?;
+            }
+            upsert_phone(conn, c.user, c.owner, c.state).await?;
+            if let Some(sms) = &c.sms {
+                sqlx::query(
+                    "INSERT INTO sms_outbox (id, user_id, resource_owner, code_sequence, recipient_masked,
+                                             payload, status, attempts, next_attempt_at, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7)",
+                )
+                .bind(&sms.id)
+                .bind(c.user)
+                .bind(c.owner)
+                .bind(sms.code_sequence as i64)
+                .bind(&sms.recipient_masked)
+                .bind(&sms.sealed)
+                .bind(c.at)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok(())
+        }
+
         /// Appends one or two events (a decision's usual size) in one statement, numbered
         /// from `seq`: fewer round trips on the write path.
+        #[allow(dead_code, reason = "PostgreSQL writes its changes in one statement")]
         async fn append_events(
             conn: &mut $conn,
             user: &str,
@@ -125,6 +151,7 @@ macro_rules! backend_sql {
             Ok(())
         }
 
+        #[allow(dead_code, reason = "PostgreSQL writes its changes in one statement")]
         async fn upsert_phone(conn: &mut $conn, user: &str, owner: &str, state: &PhoneState) -> Result<(), sqlx::Error> {
             sqlx::query(
                 "INSERT INTO phones (user_id, resource_owner, phone, verified, sequence, created_at, changed_at, state)

@@ -26,7 +26,8 @@ pub(super) mod queries {
                           WHERE status = 'pending' AND next_attempt_at <= $2
                             AND (lease_until IS NULL OR lease_until <= $2)
                           ORDER BY next_attempt_at LIMIT $3)
-             RETURNING id, user_id, code_sequence, recipient_masked, payload, attempts, created_at, resource_owner"
+             RETURNING id, user_id, code_sequence, recipient_masked, payload, attempts, created_at, resource_owner",
+        write = write_separately
     );
 }
 
