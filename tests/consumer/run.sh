@@ -229,8 +229,8 @@ schemathesis_run() {
 }
 
 part_schemathesis() {
-    # The document has no OpenAPI links and the API no resource ids, so schemathesis reports
-    # the stateful phase as "not applicable" here; part_schemathesis_stateful covers it.
+    # The stateful phase here walks the committed document's links; part_schemathesis_stateful
+    # adds every other order and steers bodies to real numbers and codes.
     local log="$OUT/schemathesis.log" tok
     tok=$(token consumer-schemathesis)
     schemathesis_run "$tok" \

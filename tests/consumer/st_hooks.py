@@ -21,11 +21,11 @@ SCHEMATHESIS_HOOKS).
 
 2. Stateful run only (run.sh sets PHONEPROOF_ST_STATEFUL=1).
 
-   The stateful phase walks OpenAPI links (or links inferred from resource ids in paths and
-   `Location` headers). The committed document has no links, and this API has no ids (every
-   route works on "me"), so with the document as it is the phase is "not applicable". For the
-   stateful run we add, in memory only, a link from every operation's 200 to every operation
-   (the committed file is not changed), and steer about 4 in 5 of the generated Set and Verify
+   The stateful phase walks OpenAPI links. The committed document links each operation to the
+   ones that make sense next (Set -> Verify, Resend, Get, Remove; ...); this API has no ids
+   (every route works on "me"), so the links carry no parameters. For the stateful run we add,
+   in memory only, a link from every operation's 200 to every other operation, so that odd
+   orders are walked too (the committed file is not changed), and steer about 4 in 5 of the generated Set and Verify
    bodies so that the state machine reaches the interesting states: Set bodies use one of four
    real numbers (+41 75 000 00 00..03, so both "Phone not changed" and number changes
    happen), and Verify bodies carry the newest code the server sent to those numbers (read from the SMS log), so
