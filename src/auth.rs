@@ -56,7 +56,8 @@ pub struct TokenVerifier {
     issuer: String,
     audience: String,
     resource_owner_claim: String,
-    leeway: u64,
+    /// One validation per accepted algorithm, built once rather than on every request.
+    validations: Vec<(Algorithm, Validation)>,
     token_ttl_secs: u64,
 }
 
@@ -116,7 +117,18 @@ impl TokenVerifier {
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
             resource_owner_claim: settings.resource_owner_claim.clone(),
-            leeway: settings.leeway_secs,
+            validations: [Algorithm::EdDSA, Algorithm::RS256, Algorithm::ES256]
+                .into_iter()
+                .map(|alg| {
+                    let v = validation(
+                        alg,
+                        &settings.issuer,
+                        &settings.audience,
+                        settings.leeway_secs,
+                    );
+                    (alg, v)
+                })
+                .collect(),
             token_ttl_secs: settings.token_ttl_secs,
         })
     }
@@ -208,22 +220,26 @@ impl TokenVerifier {
     /// Verifies a bearer token and returns the caller.
     pub async fn verify(&self, token: &str) -> Result<AuthenticatedUser, ApiError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| ApiError::TokenInvalid)?;
+        // The local key is borrowed; a JWKS key is copied out of the cache's lock.
+        let fetched;
         let (key, alg) = match &self.keys {
-            Keys::Local { decoding, .. } => (decoding.clone(), Algorithm::EdDSA),
+            Keys::Local { decoding, .. } => (decoding, Algorithm::EdDSA),
             Keys::Jwks { .. } => {
                 let kid = header.kid.as_deref().ok_or(ApiError::TokenInvalid)?;
-                self.jwks_key(kid).await.ok_or(ApiError::TokenInvalid)?
+                fetched = self.jwks_key(kid).await.ok_or(ApiError::TokenInvalid)?;
+                (&fetched.0, fetched.1)
             }
         };
         if header.alg != alg {
             return Err(ApiError::TokenInvalid);
         }
-        let data = jsonwebtoken::decode::<serde_json::Map<String, Value>>(
-            token,
-            &key,
-            &validation(alg, &self.issuer, &self.audience, self.leeway),
-        )
-        .map_err(|_| ApiError::TokenInvalid)?;
+        let validation = self
+            .validations
+            .iter()
+            .find_map(|(a, v)| (*a == alg).then_some(v))
+            .ok_or(ApiError::TokenInvalid)?;
+        let data = jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, key, validation)
+            .map_err(|_| ApiError::TokenInvalid)?;
         let claim = |name: &str| data.claims.get(name).and_then(Value::as_str);
         let user_id = claim("sub")
             .and_then(UserId::parse)

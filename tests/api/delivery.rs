@@ -184,6 +184,21 @@ async fn a_500_then_a_200_delivers_once_after_a_retry() {
     assert_eq!(deliver(&app).await, [Delivery::Retrying]);
     assert!(deliver(&app).await.is_empty(), "not due before the backoff");
     app.advance(2_000);
+    // The retry is due now, two seconds after the message was queued.
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("phoneproof_outbox_due 1"), "{metrics}");
+    assert!(
+        metrics.contains("phoneproof_outbox_oldest_due_age_seconds 2\n"),
+        "{metrics}"
+    );
     assert_eq!(deliver(&app).await, [Delivery::Delivered]);
     let keys: Vec<String> = provider
         .received_requests()

@@ -26,6 +26,24 @@ pub struct TestApp {
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
+/// Runs `$body` with `$c` a fresh connection to the app's database, whichever backend it is.
+macro_rules! on_test_db {
+    ($app:expr, $c:ident => $body:expr) => {{
+        use sqlx::Connection;
+        if on_postgres() {
+            let mut $c = sqlx::PgConnection::connect(&$app.database_url)
+                .await
+                .unwrap();
+            $body
+        } else {
+            let mut $c = sqlx::SqliteConnection::connect(&$app.database_url)
+                .await
+                .unwrap();
+            $body
+        }
+    }};
+}
+
 pub struct Answer {
     pub status: StatusCode,
     pub headers: reqwest::header::HeaderMap,
@@ -228,48 +246,20 @@ impl TestApp {
 
     /// Runs SQL behind the service's back (to break things), on whichever backend it uses.
     pub async fn sabotage(&self, sql: &'static str) {
-        use sqlx::Connection;
-        if on_postgres() {
-            let mut c = sqlx::PgConnection::connect(&self.database_url)
-                .await
-                .unwrap();
+        on_test_db!(self, c => {
             sqlx::query(sql).execute(&mut c).await.unwrap();
-        } else {
-            let mut c = sqlx::SqliteConnection::connect(&self.database_url)
-                .await
-                .unwrap();
-            sqlx::query(sql).execute(&mut c).await.unwrap();
-        }
+        });
     }
 
     /// Everything stored in the tables, as text, for "never at rest" checks.
     pub async fn table_text(&self) -> String {
-        use sqlx::{Connection, Row};
+        use sqlx::Row;
         const DUMP: &str = "SELECT state FROM phones UNION ALL SELECT payload FROM events \
                             UNION ALL SELECT COALESCE(last_error, '') FROM sms_outbox";
-        let rows: Vec<String> = if on_postgres() {
-            let mut c = sqlx::PgConnection::connect(&self.database_url)
-                .await
-                .unwrap();
-            sqlx::query(DUMP)
-                .fetch_all(&mut c)
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get(0))
-                .collect()
-        } else {
-            let mut c = sqlx::SqliteConnection::connect(&self.database_url)
-                .await
-                .unwrap();
-            sqlx::query(DUMP)
-                .fetch_all(&mut c)
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get(0))
-                .collect()
-        };
+        let rows: Vec<String> = on_test_db!(self, c => {
+            let rows = sqlx::query(DUMP).fetch_all(&mut c).await.unwrap();
+            rows.iter().map(|r| r.get(0)).collect()
+        });
         rows.join("\n")
     }
 
