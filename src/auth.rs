@@ -15,7 +15,6 @@ use tokio::sync::RwLock;
 use crate::config::{AuthMode, AuthSettings};
 use crate::domain::{ResourceOwner, UserId};
 use crate::error::ApiError;
-use crate::startup::AppState;
 
 /// The caller, as the token says.
 #[derive(Debug, Clone)]
@@ -268,15 +267,15 @@ pub fn bearer_token(header_value: Option<&[u8]>) -> Result<&str, ApiError> {
 
 impl<'a> FromRequest<'a> for AuthenticatedUser {
     async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
-        let state = req
-            .data::<Arc<AppState>>()
-            .expect("AppState is attached to every route");
+        let verifier = req
+            .data::<Arc<TokenVerifier>>()
+            .expect("the token verifier is attached to every route");
         let token = bearer_token(
             req.headers()
                 .get(header::AUTHORIZATION)
                 .map(|v| v.as_bytes()),
         )?;
-        Ok(state.verifier.verify(token).await?)
+        Ok(verifier.verify(token).await?)
     }
 }
 

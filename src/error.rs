@@ -6,7 +6,9 @@ use poem::http::{HeaderValue, StatusCode, header};
 use poem::{Response, error::ResponseError};
 use serde_json::{Value, json};
 
+use crate::app::AppError;
 use crate::domain::DomainError;
+use crate::store::StoreError;
 
 pub const ERROR_DETAIL_TYPE: &str = "type.googleapis.com/zitadel.v1.ErrorDetail";
 
@@ -206,5 +208,33 @@ impl ResponseError for ApiError {
 
     fn as_response(&self) -> Response {
         self.to_response()
+    }
+}
+
+/// Storage faults: the cause is logged here, once, with its chain; the client gets the
+/// catalog's text only.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %crate::error_chain(&e), "storage failure");
+        match e {
+            e if e.is_transient() => ApiError::Unavailable,
+            StoreError::Conflict(_) => ApiError::Aborted,
+            _ => ApiError::Internal,
+        }
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::Rejected(d) => ApiError::Domain(d),
+            AppError::Store(s) => s.into(),
+            AppError::WriterGone => {
+                tracing::error!("the write path did not answer");
+                ApiError::Unavailable
+            }
+            AppError::BatchFailed { transient: true } => ApiError::Unavailable,
+            AppError::BatchFailed { transient: false } | AppError::Panicked => ApiError::Internal,
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use phoneproof::auth::TokenVerifier;
 use phoneproof::config::Settings;
-use phoneproof::startup::{Application, Core, resolve_secrets, shutdown_signal};
+use phoneproof::startup::{Application, Core, shutdown_signal};
 
 #[derive(Parser)]
 #[command(
@@ -109,7 +109,13 @@ async fn outbox(settings: Settings, status: Option<&str>) -> Result<(), String> 
     let core = Core::build(settings, None)
         .await
         .map_err(|e| e.to_string())?;
-    for row in core.store.outbox().await.map_err(|e| e.to_string())? {
+    let rows = core
+        .service
+        .store()
+        .outbox()
+        .await
+        .map_err(|e| e.to_string())?;
+    for row in rows {
         if status.is_some_and(|s| s != row.status) {
             continue;
         }
@@ -137,11 +143,11 @@ async fn token(
     {
         return Err("--user and --org must be non-empty ids without control characters".into());
     }
-    let secrets = resolve_secrets(&settings)
+    let core = Core::build(settings, None)
         .await
         .map_err(|e| e.to_string())?;
-    let verifier =
-        TokenVerifier::new(&settings.auth, &secrets.signing_seed).map_err(|e| e.to_string())?;
+    let verifier = TokenVerifier::new(&core.settings.auth, &core.secrets.signing_seed)
+        .map_err(|e| e.to_string())?;
     let now = chrono::Utc::now().timestamp();
     let users: Vec<String> = match count {
         None => vec![user.to_owned()],

@@ -1,58 +1,26 @@
 //! The SMS outbox worker: claims due messages with a lease, delivers them through the
-//! provider, and records the result. Nothing is deleted; failures retry or are parked.
+//! provider, and records the result through the application service. Nothing is deleted;
+//! failures retry or are parked.
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
-use crate::clock::{Millis, SharedClock};
+use crate::app::{AppError, PhoneService};
+use crate::clock::Millis;
 use crate::config::OutboxSettings;
-use crate::crypto::OutboxCipher;
-use crate::domain::{Decision, Event, ResourceOwner, SmsToSend, UserId, os_random};
+use crate::domain::{ResourceOwner, UserId, os_random};
 use crate::metrics::Metrics;
-use crate::sms::{Provider, SendError, SmsMessage};
-use crate::store::{ClaimedSms, Command, OutboxSettle, SmsSealer, Store};
-
-/// Seals and opens outbox payloads: the whole message, code included, encrypted.
-pub struct OutboxCodec {
-    cipher: OutboxCipher,
-    template: String,
-}
-
-impl OutboxCodec {
-    pub fn new(key: &[u8; 32], template: &str) -> Self {
-        Self {
-            cipher: OutboxCipher::new(key),
-            template: template.to_owned(),
-        }
-    }
-
-    pub fn open(&self, sealed: &[u8]) -> Option<SmsMessage> {
-        serde_json::from_slice(&self.cipher.open(sealed)?).ok()
-    }
-}
-
-impl SmsSealer for OutboxCodec {
-    fn seal(&self, sms: &SmsToSend, event_type: &'static str) -> Vec<u8> {
-        let msg = SmsMessage {
-            to: sms.to.as_ref().to_owned(),
-            text: self.template.replace("{code}", &sms.code),
-            code: sms.code.clone(),
-            event_type: event_type.to_owned(),
-        };
-        self.cipher
-            .seal(&serde_json::to_vec(&msg).expect("plain struct"))
-    }
-}
+use crate::sealed_sms::SmsSealer;
+use crate::sms::{Provider, SendError};
+use crate::store::{ClaimedSms, OutboxSettle};
 
 pub struct Worker {
-    pub store: Store,
+    pub service: PhoneService,
     pub provider: Provider,
-    pub codec: Arc<OutboxCodec>,
-    pub clock: SharedClock,
+    pub sealer: SmsSealer,
     pub settings: OutboxSettings,
     pub metrics: Arc<Metrics>,
-    pub wakeup: Arc<Notify>,
 }
 
 /// What happened to one claimed message.
@@ -78,7 +46,7 @@ fn backoff_ms(settings: &OutboxSettings, attempts_before: u32) -> i64 {
 impl Worker {
     /// Claims what is due and tries each once; returns what happened to each.
     #[tracing::instrument(skip_all)]
-    pub async fn deliver_next(&self) -> Result<Vec<Delivery>, crate::store::StoreError> {
+    pub async fn deliver_next(&self) -> Result<Vec<Delivery>, AppError> {
         self.deliver_until(&|| false).await
     }
 
@@ -87,11 +55,11 @@ impl Worker {
     async fn deliver_until(
         &self,
         stopping: &(dyn Fn() -> bool + Sync),
-    ) -> Result<Vec<Delivery>, crate::store::StoreError> {
-        let now = self.clock.now_ms();
+    ) -> Result<Vec<Delivery>, AppError> {
+        let now = self.service.now();
         let lease_until = now + self.settings.lease_secs as i64 * 1000;
-        let claimed = self
-            .store
+        let store = self.service.store();
+        let claimed = store
             .claim_due(now, lease_until, self.settings.batch_size)
             .await?;
         let mut out = Vec::with_capacity(claimed.len());
@@ -104,56 +72,48 @@ impl Worker {
         }
         let left: Vec<String> = rest.map(|m| m.id).collect();
         if !left.is_empty() {
-            self.store.release(&left).await?;
+            store.release(&left).await?;
         }
         Ok(out)
     }
 
     #[tracing::instrument(skip_all, fields(message_id = %claimed.id, to = %claimed.recipient_masked))]
-    async fn deliver_one(&self, claimed: ClaimedSms) -> Result<Delivery, crate::store::StoreError> {
-        let now = self.clock.now_ms();
+    async fn deliver_one(&self, claimed: ClaimedSms) -> Result<Delivery, AppError> {
+        let now = self.service.now();
         let Some(user) = UserId::parse(&claimed.user_id) else {
             return self
                 .park(&claimed, "stored user id is unreadable".into(), now)
                 .await;
         };
-        let Some(msg) = self.codec.open(&claimed.payload) else {
+        let Some(owner) = ResourceOwner::parse(&claimed.resource_owner) else {
+            // An event needs its owner; inventing one would put a wrong fact in the log.
+            return self
+                .park(&claimed, "stored resource owner is unreadable".into(), now)
+                .await;
+        };
+        let Some(msg) = self.sealer.open(&claimed.payload) else {
             // Wrong key or damaged row: no retry can help, and nothing may be guessed.
             return self
                 .park(&claimed, "payload cannot be decrypted".into(), now)
                 .await;
         };
-        let state = self.store.phone(&user).await?.unwrap_or_default();
-        if !state.code_still_current(claimed.code_sequence, now) {
+        if !self
+            .service
+            .delivery_wanted(&user, claimed.code_sequence)
+            .await?
+        {
             tracing::info!("code was replaced, used or expired before delivery; message dropped");
-            self.store
-                .settle(
-                    &claimed.id,
-                    OutboxSettle::Drop {
-                        reason: "code replaced, consumed or expired".into(),
-                    },
-                    now,
-                )
-                .await?;
+            let drop = OutboxSettle::Drop {
+                reason: "code replaced, consumed or expired".into(),
+            };
+            self.service.store().settle(&claimed.id, &drop, now).await?;
             self.metrics.sms_dropped.inc();
             return Ok(Delivery::Dropped);
         }
         match self.provider.send(&claimed.id, &msg).await {
             Ok(()) => {
-                let owner = ResourceOwner::parse(&claimed.resource_owner)
-                    .unwrap_or_else(|| ResourceOwner::parse("unknown").expect("valid id"));
-                self.store
-                    .execute(Command {
-                        user,
-                        owner,
-                        now: self.clock.now_ms(),
-                        decide: Box::new(|_| Decision {
-                            events: vec![Event::CodeSent],
-                            outcome: Ok(()),
-                            sms: None,
-                        }),
-                        delivered_message: Some(claimed.id.clone()),
-                    })
+                self.service
+                    .record_delivery(&user, &owner, &claimed.id)
                     .await?;
                 tracing::info!(provider = self.provider.name(), "SMS delivered");
                 self.metrics.sms_sent.inc();
@@ -188,15 +148,13 @@ impl Worker {
                 let wait = backoff_ms(&self.settings, claimed.attempts)
                     .max(retry_after.map(|d| d.as_millis() as i64).unwrap_or(0));
                 tracing::warn!(attempts, retry_in_ms = wait, reason = %reason, "SMS delivery failed; will retry");
-                self.store
-                    .settle(
-                        &claimed.id,
-                        OutboxSettle::Retry {
-                            next_attempt_at: now + wait,
-                            error: reason,
-                        },
-                        now,
-                    )
+                let retry = OutboxSettle::Retry {
+                    next_attempt_at: now + wait,
+                    error: reason,
+                };
+                self.service
+                    .store()
+                    .settle(&claimed.id, &retry, now)
                     .await?;
                 self.metrics.sms_retried.inc();
                 Ok(Delivery::Retrying)
@@ -209,11 +167,10 @@ impl Worker {
         claimed: &ClaimedSms,
         error: String,
         now: Millis,
-    ) -> Result<Delivery, crate::store::StoreError> {
+    ) -> Result<Delivery, AppError> {
         tracing::error!(error = %error, "SMS parked; it will not be retried");
-        self.store
-            .settle(&claimed.id, OutboxSettle::Park { error }, now)
-            .await?;
+        let park = OutboxSettle::Park { error };
+        self.service.store().settle(&claimed.id, &park, now).await?;
         self.metrics.sms_parked.inc();
         Ok(Delivery::Parked)
     }
@@ -226,7 +183,8 @@ impl Worker {
             if *shutdown.borrow() {
                 break;
             }
-            let wakeup = self.wakeup.notified();
+            let notify = self.service.outbox_wakeup();
+            let wakeup = notify.notified();
             let mut busy = false;
             let stop_flag = shutdown.clone();
             match self.deliver_until(&move || *stop_flag.borrow()).await {

@@ -1,45 +1,43 @@
-//! Builds the application from settings: store, auth, routes, outbox worker, listener.
+//! Builds the application from settings: store, secrets, application service, auth, routes,
+//! outbox worker, listener.
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::middleware::CatchPanic;
 use poem::{Endpoint, EndpointExt, IntoResponse, Route, Server, http::HeaderValue, http::header};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
+use crate::app::PhoneService;
 use crate::auth::TokenVerifier;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{AuthMode, Settings, SmsProviderKind};
-use crate::crypto::{Secrets, decode_key};
-use crate::domain::{CodeHasher, CodePolicy, PhoneNumber, SendPolicy};
+use crate::crypto::decode_key;
+use crate::domain::{CodeHasher, PhoneNumber, Policies};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::outbox::{OutboxCodec, Worker};
+use crate::outbox::Worker;
 use crate::routes::{ops, phone};
+use crate::sealed_sms::SmsSealer;
+use crate::secrets::{ConfiguredKeys, Secrets, SecretsError};
 use crate::sms::Provider;
+use crate::state::AppState;
 use crate::store::Store;
-
-/// What every handler can reach.
-pub struct AppState {
-    pub store: Store,
-    pub verifier: TokenVerifier,
-    pub clock: SharedClock,
-    pub code_policy: Arc<CodePolicy>,
-    pub send_policy: Arc<SendPolicy>,
-    pub hasher: CodeHasher,
-    pub body_limit: usize,
-    pub metrics: Arc<Metrics>,
-    pub openapi_json: String,
-    pub swagger_config: Arc<utoipa_swagger_ui::Config<'static>>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
-    Secrets(#[from] crate::crypto::SecretsError),
+    Secrets(#[from] SecretsError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthSetupError),
+    #[error("cannot create the data dir {path}: {source}")]
+    DataDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -48,96 +46,66 @@ pub enum StartError {
     },
 }
 
-/// Resolves the three server secrets: configured ones win; the rest come from the database
-/// on PostgreSQL (shared by all replicas) or from the data dir on SQLite.
-pub async fn resolve_secrets(settings: &Settings) -> Result<Secrets, StartError> {
-    let configured = [
-        settings.auth.signing_key.as_deref(),
-        settings.code.secret.as_deref(),
-        settings.sms.encryption_key.as_deref(),
-    ]
-    .map(|k| k.and_then(decode_key));
-    let mut secrets = match configured {
-        [Some(signing_seed), Some(code_key), Some(outbox_key)] => {
-            return Ok(Secrets {
-                signing_seed,
-                code_key,
-                outbox_key,
-            });
-        }
-        _ => {
-            let url = settings.effective_database_url();
-            if crate::store::is_postgres_url(&url) {
-                crate::store::shared_secrets(&url, &settings.pg_tuning(), &Secrets::generate())
-                    .await?
-            } else {
-                Secrets::load_or_create(&settings.data_dir)?
-            }
-        }
-    };
-    if let Some(k) = configured[0] {
-        secrets.signing_seed = k;
+fn configured_keys(settings: &Settings) -> ConfiguredKeys {
+    let key = |k: &Option<String>| k.as_deref().and_then(decode_key);
+    ConfiguredKeys {
+        signing_seed: key(&settings.auth.signing_key),
+        code_key: key(&settings.code.secret),
+        outbox_key: key(&settings.sms.encryption_key),
     }
-    if let Some(k) = configured[1] {
-        secrets.code_key = k;
-    }
-    if let Some(k) = configured[2] {
-        secrets.outbox_key = k;
-    }
-    Ok(secrets)
 }
 
-/// Everything the store and worker need, shared by `serve` and `worker`.
+/// Everything `serve`, `worker` and the CLI tools share: the database is connected and
+/// migrated once, the secrets resolved from it, and the application service started.
 pub struct Core {
     pub settings: Settings,
     pub secrets: Secrets,
-    pub store: Store,
-    pub clock: SharedClock,
+    pub service: PhoneService,
+    pub sealer: SmsSealer,
     pub metrics: Arc<Metrics>,
-    pub codec: Arc<OutboxCodec>,
-    pub wakeup: Arc<Notify>,
 }
 
 impl Core {
     pub async fn build(settings: Settings, clock: Option<SharedClock>) -> Result<Core, StartError> {
-        let secrets = resolve_secrets(&settings).await?;
-        if !crate::store::is_postgres_url(&settings.effective_database_url()) {
-            std::fs::create_dir_all(&settings.data_dir).map_err(|source| {
-                crate::crypto::SecretsError::Io {
-                    path: settings.data_dir.display().to_string(),
-                    source,
-                }
+        let url = settings.effective_database_url();
+        if !crate::store::is_postgres_url(&url) {
+            std::fs::create_dir_all(&settings.data_dir).map_err(|source| StartError::DataDir {
+                path: settings.data_dir.display().to_string(),
+                source,
             })?;
         }
-        let codec = Arc::new(OutboxCodec::new(&secrets.outbox_key, &settings.sms.text));
-        let wakeup = Arc::new(Notify::new());
-        let store = Store::connect(
-            &settings.effective_database_url(),
-            &settings.pg_tuning(),
-            codec.clone(),
-            wakeup.clone(),
-        )
-        .await?;
+        let store = Store::connect(&url, &settings.pg_tuning()).await?;
+        let secrets =
+            crate::secrets::resolve(&configured_keys(&settings), &store, &settings.data_dir)
+                .await?;
+        let sealer = SmsSealer::new(&secrets.outbox_key, &settings.sms.text);
+        let policies = Policies {
+            code: settings.code_policy(),
+            send: settings.send_policy(),
+        };
+        let service = PhoneService::new(
+            store,
+            clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            policies,
+            CodeHasher::new(secrets.code_key),
+            sealer.clone(),
+        );
         Ok(Core {
-            clock: clock.unwrap_or_else(|| Arc::new(SystemClock)),
-            metrics: Arc::new(Metrics::default()),
             settings,
             secrets,
-            store,
-            codec,
-            wakeup,
+            service,
+            sealer,
+            metrics: Arc::new(Metrics::default()),
         })
     }
 
     pub fn worker(&self) -> Arc<Worker> {
         Arc::new(Worker {
-            store: self.store.clone(),
+            service: self.service.clone(),
             provider: Provider::from_settings(&self.settings.sms),
-            codec: self.codec.clone(),
-            clock: self.clock.clone(),
+            sealer: self.sealer.clone(),
             settings: self.settings.outbox.clone(),
             metrics: self.metrics.clone(),
-            wakeup: self.wakeup.clone(),
         })
     }
 
@@ -228,11 +196,20 @@ fn allowed_methods(path: &str) -> &'static str {
     }
 }
 
+fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> poem::Response {
+    ApiError::Internal.to_response()
+}
+
 /// The whole HTTP application; every non-200 answer leaves here as google.rpc.Status JSON.
 pub fn build_routes(state: Arc<AppState>) -> impl Endpoint<Output = poem::Response> {
     let metrics = state.metrics.clone();
+    let verifier = state.verifier.clone();
     ops::routes(phone::routes(Route::new()))
         .data(state)
+        .data(verifier)
+        // A panic in a handler answers 500 in the contract's shape instead of a dropped
+        // connection; the panic itself is logged by the panic hook.
+        .with(CatchPanic::new().with_handler(panic_response))
         .around(move |ep, req| {
             let metrics = metrics.clone();
             async move {
@@ -283,7 +260,7 @@ impl Application {
         // The first parse loads libphonenumber's metadata (~100 ms): do it now, not on a request.
         let _ = PhoneNumber::parse("+41 71 000 00 00");
         let s = &core.settings;
-        let verifier = TokenVerifier::new(&s.auth, &core.secrets.signing_seed)?;
+        let verifier = Arc::new(TokenVerifier::new(&s.auth, &core.secrets.signing_seed)?);
         verifier.warm().await;
         let addr = s.listen.clone();
         let acceptor = TcpListener::bind(addr.clone())
@@ -308,16 +285,12 @@ impl Application {
             tracing::info!("outbox: no delivery worker in this process (outbox.worker = false)");
         }
         let state = Arc::new(AppState {
+            service: core.service.clone(),
             verifier,
-            clock: core.clock.clone(),
-            code_policy: Arc::new(s.code_policy()),
-            send_policy: Arc::new(s.send_policy()),
-            hasher: CodeHasher::new(core.secrets.code_key),
             body_limit: s.body_limit,
             metrics: core.metrics.clone(),
             openapi_json: crate::openapi::openapi_json(),
             swagger_config: Arc::new(utoipa_swagger_ui::Config::new(["/openapi.json"])),
-            store: core.store.clone(),
         });
         Ok(Application {
             acceptor,

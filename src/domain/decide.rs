@@ -1,12 +1,78 @@
-//! Pure decisions: (state, command, now) -> events and an answer. No I/O, no clock, no RNG.
+//! Pure decisions: (state, command, now) -> events, an answer and the SMS to send.
+//! No I/O, no clock, no RNG: the caller passes the time and the freshly drawn code.
 use super::{CodeHash, CodePolicy, DomainError, Event, PhoneNumber, PhoneState};
 use crate::clock::Millis;
+
+/// What a user (or the delivery worker) asks of one phone.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// A new number, with the code drawn for it.
+    Set {
+        phone: PhoneNumber,
+        code: NewCode,
+    },
+    /// A code the user typed, already hashed with the server's key.
+    Verify {
+        candidate: CodeHash,
+    },
+    /// A new code for the current number.
+    Resend {
+        code: NewCode,
+    },
+    Remove,
+    /// The provider accepted the SMS of the pending code.
+    RecordDelivery,
+}
+
+impl Command {
+    /// The name used in logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Set { .. } => "set",
+            Command::Verify { .. } => "verify",
+            Command::Resend { .. } => "resend",
+            Command::Remove => "remove",
+            Command::RecordDelivery => "record_delivery",
+        }
+    }
+}
+
+/// The rules a decision applies, fixed at start from the settings.
+#[derive(Debug, Clone, Default)]
+pub struct Policies {
+    pub code: CodePolicy,
+    pub send: SendPolicy,
+}
+
+/// The one decision entry point: what `command` does to a phone in `state` at `now`.
+pub fn decide(state: &PhoneState, command: &Command, policies: &Policies, now: Millis) -> Decision {
+    match command {
+        Command::Set { phone, code } => {
+            decide_set(state, phone, code, &policies.code, &policies.send, now)
+        }
+        Command::Verify { candidate } => decide_verify(state, candidate, &policies.code, now),
+        Command::Resend { code } => decide_resend(state, code, &policies.code, &policies.send, now),
+        Command::Remove => decide_remove(state),
+        Command::RecordDelivery => Decision {
+            events: vec![Event::CodeSent],
+            outcome: Ok(()),
+            sms: None,
+        },
+    }
+}
 
 /// A freshly drawn code: the plain text goes only into the encrypted SMS, the hash into events.
 #[derive(Clone)]
 pub struct NewCode {
     pub plain: String,
     pub hash: CodeHash,
+}
+
+// The plain code never reaches logs, not even through a stray `{:?}` of a command.
+impl std::fmt::Debug for NewCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NewCode(***)")
+    }
 }
 
 /// Limits on sending codes, against SMS pumping.
@@ -90,7 +156,7 @@ fn code_added(code: &NewCode, policy: &CodePolicy, now: Millis) -> Event {
     }
 }
 
-pub fn decide_set(
+fn decide_set(
     state: &PhoneState,
     phone: &PhoneNumber,
     code: &NewCode,
@@ -119,7 +185,7 @@ pub fn decide_set(
     }
 }
 
-pub fn decide_resend(
+fn decide_resend(
     state: &PhoneState,
     code: &NewCode,
     policy: &CodePolicy,
@@ -153,7 +219,7 @@ pub fn decide_resend(
     }
 }
 
-pub fn decide_verify(
+fn decide_verify(
     state: &PhoneState,
     candidate: &CodeHash,
     policy: &CodePolicy,
@@ -182,7 +248,7 @@ pub fn decide_verify(
     }
 }
 
-pub fn decide_remove(state: &PhoneState) -> Decision {
+fn decide_remove(state: &PhoneState) -> Decision {
     if state.phone.is_none() {
         return Decision::reject(DomainError::RemovePhoneNotFound);
     }
@@ -280,6 +346,304 @@ mod tests {
             })
         );
         assert!(d.events.is_empty());
+    }
+
+    /// Given the commands so far (each at a time in ms), when one more comes, then this is
+    /// the answer, the events written, and whether an SMS goes out. One row per error-catalog
+    /// id the rules decide, per throttle and attempt-cap rule, and per success.
+    #[test]
+    fn rules_table() {
+        const P1: &str = "+41710000001";
+        const P2: &str = "+41710000002";
+        let h = CodeHasher::new([9; 32]);
+        let set = |p: &str| Command::Set {
+            phone: phone(p),
+            code: new_code(&h, "RIGHT1"),
+        };
+        let resend = || Command::Resend {
+            code: new_code(&h, "RIGHT1"),
+        };
+        let verify = |c: &str| Command::Verify {
+            candidate: h.hash(c),
+        };
+        let policies = Policies::default(); // 5 attempts, 1 h codes, 30 s cooldown, 5 per 10 min
+        let hour = 3_600_000;
+        let throttled = |s| {
+            Err(DomainError::SendThrottled {
+                retry_after_secs: s,
+            })
+        };
+        type Row = (
+            &'static str,
+            Vec<(Command, Millis)>,
+            (Command, Millis),
+            Result<(), DomainError>,
+            &'static [&'static str],
+            bool,
+        );
+        let rows: Vec<Row> = vec![
+            (
+                "set on a new user",
+                vec![],
+                (set(P1), 0),
+                Ok(()),
+                &["user.human.phone.changed", "user.human.phone.code.added"],
+                true,
+            ),
+            (
+                "set another number",
+                vec![(set(P1), 0)],
+                (set(P2), 1_000),
+                Ok(()),
+                &["user.human.phone.changed", "user.human.phone.code.added"],
+                true,
+            ),
+            (
+                "COMMAND-wF94r: same number again",
+                vec![(set(P1), 0)],
+                (set(P1), 1_000),
+                Err(DomainError::PhoneNotChanged),
+                &[],
+                false,
+            ),
+            (
+                "COMMAND-wF94r: same number once verified",
+                vec![(set(P1), 0), (verify("RIGHT1"), 1)],
+                (set(P1), 1_000),
+                Err(DomainError::PhoneNotChanged),
+                &[],
+                false,
+            ),
+            (
+                "verify the right code",
+                vec![(set(P1), 0)],
+                (verify("RIGHT1"), 1_000),
+                Ok(()),
+                &["user.human.phone.verified"],
+                false,
+            ),
+            (
+                "COMMAND-Rsj8c: verify without a phone",
+                vec![],
+                (verify("RIGHT1"), 0),
+                Err(DomainError::CodeNotFound),
+                &[],
+                false,
+            ),
+            (
+                "COMMAND-Rsj8c: verify after the code was used",
+                vec![(set(P1), 0), (verify("RIGHT1"), 1)],
+                (verify("RIGHT1"), 2),
+                Err(DomainError::CodeNotFound),
+                &[],
+                false,
+            ),
+            (
+                "COMMAND-Rsj8c: verify after remove",
+                vec![(set(P1), 0), (Command::Remove, 1)],
+                (verify("RIGHT1"), 2),
+                Err(DomainError::CodeNotFound),
+                &[],
+                false,
+            ),
+            (
+                "COMMAND-sM0cs: wrong code",
+                vec![(set(P1), 0)],
+                (verify("WRONG1"), 1_000),
+                Err(DomainError::CodeInvalid),
+                &["user.human.phone.verification.failed"],
+                false,
+            ),
+            (
+                "COMMAND-sM0cs: right code, expired",
+                vec![(set(P1), 0)],
+                (verify("RIGHT1"), hour),
+                Err(DomainError::CodeInvalid),
+                &["user.human.phone.verification.failed"],
+                false,
+            ),
+            (
+                "COMMAND-sM0cs: code is case-sensitive",
+                vec![(set(P1), 0)],
+                (verify("right1"), 1),
+                Err(DomainError::CodeInvalid),
+                &["user.human.phone.verification.failed"],
+                false,
+            ),
+            (
+                "PHONEPROOF-atmp5: right code after 5 wrong",
+                vec![
+                    (set(P1), 0),
+                    (verify("W"), 1),
+                    (verify("W"), 2),
+                    (verify("W"), 3),
+                    (verify("W"), 4),
+                    (verify("W"), 5),
+                ],
+                (verify("RIGHT1"), 6),
+                Err(DomainError::TooManyAttempts),
+                &["user.human.phone.verification.failed"],
+                false,
+            ),
+            (
+                "right code after 4 wrong still works",
+                vec![
+                    (set(P1), 0),
+                    (verify("W"), 1),
+                    (verify("W"), 2),
+                    (verify("W"), 3),
+                    (verify("W"), 4),
+                ],
+                (verify("RIGHT1"), 5),
+                Ok(()),
+                &["user.human.phone.verified"],
+                false,
+            ),
+            (
+                "a resend revives a dead code",
+                vec![
+                    (set(P1), 0),
+                    (verify("W"), 1),
+                    (verify("W"), 2),
+                    (verify("W"), 3),
+                    (verify("W"), 4),
+                    (verify("W"), 5),
+                ],
+                (resend(), 30_000),
+                Ok(()),
+                &["user.human.phone.code.added"],
+                true,
+            ),
+            (
+                "resend after the cooldown",
+                vec![(set(P1), 0)],
+                (resend(), 30_000),
+                Ok(()),
+                &["user.human.phone.code.added"],
+                true,
+            ),
+            (
+                "PHONEPROOF-thr0t: resend within the cooldown",
+                vec![(set(P1), 0)],
+                (resend(), 10_500),
+                throttled(20),
+                &[],
+                false,
+            ),
+            (
+                "PHONEPROOF-thr0t: set beyond 5 per window",
+                vec![
+                    (set(P1), 0),
+                    (set(P2), 1),
+                    (set(P1), 2),
+                    (set(P2), 3),
+                    (set(P1), 4),
+                ],
+                (set(P2), 60_000),
+                throttled(540),
+                &[],
+                false,
+            ),
+            (
+                "PHONEPROOF-thr0t: resend beyond 5 per window",
+                vec![
+                    (set(P1), 0),
+                    (resend(), 30_000),
+                    (resend(), 60_000),
+                    (resend(), 90_000),
+                    (resend(), 120_000),
+                ],
+                (resend(), 150_000),
+                throttled(450),
+                &[],
+                false,
+            ),
+            (
+                "the window rolls: the sixth send once the first left",
+                vec![
+                    (set(P1), 0),
+                    (set(P2), 1),
+                    (set(P1), 2),
+                    (set(P2), 3),
+                    (set(P1), 4),
+                ],
+                (set(P2), 600_001),
+                Ok(()),
+                &["user.human.phone.changed", "user.human.phone.code.added"],
+                true,
+            ),
+            (
+                "COMMAND-2b7Hf: resend without a phone",
+                vec![],
+                (resend(), 0),
+                Err(DomainError::ResendPhoneNotFound),
+                &[],
+                false,
+            ),
+            (
+                "COMMAND-2b7Hf: resend after remove",
+                vec![(set(P1), 0), (Command::Remove, 1)],
+                (resend(), 60_000),
+                Err(DomainError::ResendPhoneNotFound),
+                &[],
+                false,
+            ),
+            (
+                "COMMAND-2M9sf: resend once verified",
+                vec![(set(P1), 0), (verify("RIGHT1"), 1)],
+                (resend(), 60_000),
+                Err(DomainError::PhoneAlreadyVerified),
+                &[],
+                false,
+            ),
+            (
+                "remove a phone",
+                vec![(set(P1), 0)],
+                (Command::Remove, 1),
+                Ok(()),
+                &["user.human.phone.removed"],
+                false,
+            ),
+            (
+                "COMMAND-p6rsc: remove without a phone",
+                vec![],
+                (Command::Remove, 0),
+                Err(DomainError::RemovePhoneNotFound),
+                &[],
+                false,
+            ),
+            (
+                "COMMAND-p6rsc: remove twice",
+                vec![(set(P1), 0), (Command::Remove, 1)],
+                (Command::Remove, 2),
+                Err(DomainError::RemovePhoneNotFound),
+                &[],
+                false,
+            ),
+            (
+                "a delivery is recorded",
+                vec![(set(P1), 0)],
+                (Command::RecordDelivery, 1),
+                Ok(()),
+                &["user.human.phone.code.sent"],
+                false,
+            ),
+        ];
+        for (name, given, (when, at), outcome, events, sms) in rows {
+            let mut state = PhoneState::default();
+            for (cmd, t) in &given {
+                let d = decide(&state, cmd, &policies, *t);
+                state = fold(state, &d, *t);
+            }
+            let d = decide(&state, &when, &policies, at);
+            assert_eq!(d.outcome, outcome, "{name}");
+            let types: Vec<&str> = d.events.iter().map(Event::event_type).collect();
+            assert_eq!(types, events, "{name}");
+            assert_eq!(d.sms.is_some(), sms, "{name}");
+            if let (Some(sms), Command::Set { phone, .. }) = (&d.sms, &when) {
+                assert_eq!(&sms.to, phone, "{name}: the SMS goes to the new number");
+            }
+        }
     }
 
     proptest! {

@@ -10,16 +10,15 @@ pub use code::{
     CODE_LENGTH_MESSAGE, CodeHash, CodeHasher, CodePolicy, VerificationCode, generate_code,
     os_random,
 };
-pub use decide::{
-    Decision, NewCode, SendPolicy, SmsToSend, decide_remove, decide_resend, decide_set,
-    decide_verify,
-};
+pub use decide::{Command, Decision, NewCode, Policies, SendPolicy, SmsToSend, decide};
 pub use events::Event;
 pub use ids::{ResourceOwner, UserId};
 pub use phone::{
     PHONE_LENGTH_MESSAGE, PHONE_PREFIX_MESSAGE, PhoneNumber, mask_phone, validate_phone_field,
 };
-pub use state::{PendingCode, PhoneState, REMEMBERED_SENDS};
+pub use state::{
+    PendingCode, PhoneState, REMEMBERED_SENDS, STATE_FORMAT_VERSION, StateFormatError,
+};
 
 /// A rule of the domain said no. Each maps to one row of the error catalog.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

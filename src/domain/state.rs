@@ -8,7 +8,7 @@ use crate::clock::Millis;
 /// per-window maximum at or below it.
 pub const REMEMBERED_SENDS: usize = 32;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingCode {
     pub hash: CodeHash,
     pub created_at: Millis,
@@ -18,7 +18,7 @@ pub struct PendingCode {
     pub sequence: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PhoneState {
     pub phone: Option<PhoneNumber>,
     pub verified: bool,
@@ -81,5 +81,127 @@ impl PhoneState {
     pub fn code_still_current(&self, code_sequence: u64, now: Millis) -> bool {
         matches!(&self.code, Some(c) if c.sequence == code_sequence && now < c.expires_at)
             && !self.verified
+    }
+}
+
+/// The version `PhoneState::to_stored` writes. Rows without a version are version 0, the
+/// layout before versioning, which is version 1 without the `v` field.
+pub const STATE_FORMAT_VERSION: u32 = 1;
+
+/// The stored layout of a phone's state (the projection's `state` column). It is its own
+/// type so `PhoneState` can change without turning stored rows into read errors: a new
+/// layout gets a new version here and a conversion from the older ones.
+#[derive(Serialize, Deserialize)]
+struct StoredStateV1 {
+    #[serde(default)]
+    v: u32,
+    phone: Option<PhoneNumber>,
+    verified: bool,
+    code: Option<StoredCodeV1>,
+    sends: Vec<Millis>,
+    sequence: u64,
+    created_at: Option<Millis>,
+    changed_at: Option<Millis>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredCodeV1 {
+    hash: CodeHash,
+    created_at: Millis,
+    expires_at: Millis,
+    failed_attempts: u32,
+    sequence: u64,
+}
+
+/// A stored state that cannot be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum StateFormatError {
+    #[error("stored phone state is not readable: {0}")]
+    Damaged(#[source] serde_json::Error),
+    #[error("stored phone state has format version {0}, newer than this build reads")]
+    TooNew(u32),
+}
+
+impl PhoneState {
+    /// The stored form, in the current format version.
+    pub fn to_stored(&self) -> String {
+        let stored = StoredStateV1 {
+            v: STATE_FORMAT_VERSION,
+            phone: self.phone.clone(),
+            verified: self.verified,
+            code: self.code.as_ref().map(|c| StoredCodeV1 {
+                hash: c.hash.clone(),
+                created_at: c.created_at,
+                expires_at: c.expires_at,
+                failed_attempts: c.failed_attempts,
+                sequence: c.sequence,
+            }),
+            sends: self.sends.clone(),
+            sequence: self.sequence,
+            created_at: self.created_at,
+            changed_at: self.changed_at,
+        };
+        serde_json::to_string(&stored).expect("plain struct")
+    }
+
+    /// Reads any format version this build knows (0 and 1).
+    pub fn from_stored(text: &str) -> Result<PhoneState, StateFormatError> {
+        let s: StoredStateV1 = serde_json::from_str(text).map_err(StateFormatError::Damaged)?;
+        if s.v > STATE_FORMAT_VERSION {
+            return Err(StateFormatError::TooNew(s.v));
+        }
+        Ok(PhoneState {
+            phone: s.phone,
+            verified: s.verified,
+            code: s.code.map(|c| PendingCode {
+                hash: c.hash,
+                created_at: c.created_at,
+                expires_at: c.expires_at,
+                failed_attempts: c.failed_attempts,
+                sequence: c.sequence,
+            }),
+            sends: s.sends,
+            sequence: s.sequence,
+            created_at: s.created_at,
+            changed_at: s.changed_at,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row as phoneproof wrote it before states were versioned (written out by hand, as it
+    /// sits in databases today).
+    const UNVERSIONED_ROW: &str = r#"{"phone":"+41710000000","verified":false,"code":{"hash":"9f2c","created_at":1700000000000,"expires_at":1700003600000,"failed_attempts":2,"sequence":2},"sends":[1700000000000],"sequence":3,"created_at":1700000000000,"changed_at":1700000001000}"#;
+
+    #[test]
+    fn a_row_written_before_versioning_reads_back() {
+        let s = PhoneState::from_stored(UNVERSIONED_ROW).unwrap();
+        assert_eq!(s.phone.as_ref().map(|p| p.as_ref()), Some("+41710000000"));
+        let code = s.code.as_ref().unwrap();
+        assert_eq!((code.failed_attempts, code.sequence), (2, 2));
+        assert_eq!(code.expires_at, 1_700_003_600_000);
+        assert_eq!((s.sequence, s.sends.len()), (3, 1));
+        assert_eq!(s.changed_at, Some(1_700_000_001_000));
+    }
+
+    #[test]
+    fn stored_state_carries_its_version_and_round_trips() {
+        let s = PhoneState::from_stored(UNVERSIONED_ROW).unwrap();
+        let text = s.to_stored();
+        assert!(text.starts_with(r#"{"v":1,"#), "{text}");
+        assert_eq!(PhoneState::from_stored(&text).unwrap(), s);
+    }
+
+    #[test]
+    fn a_newer_version_or_garbage_is_an_error_not_a_default() {
+        let newer = UNVERSIONED_ROW.replacen('{', r#"{"v":2,"#, 1);
+        assert!(matches!(
+            PhoneState::from_stored(&newer),
+            Err(StateFormatError::TooNew(2))
+        ));
+        assert!(PhoneState::from_stored("not json").is_err());
     }
 }

@@ -7,7 +7,7 @@ use poem::web::{Data, Path, Redirect};
 use poem::{IntoResponse, Response, Route, get, handler};
 
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Adds the operator and documentation routes to `route`.
 pub fn routes(route: Route) -> Route {
@@ -30,8 +30,8 @@ fn healthz() -> Response {
 
 #[handler]
 async fn readyz(Data(app): Data<&Arc<AppState>>) -> poem::Result<Response> {
-    app.store.ping().await.map_err(|e| {
-        tracing::warn!(error = %e, "readiness check failed");
+    app.service.ready().await.map_err(|e| {
+        tracing::warn!(error = %crate::error_chain(&e), "readiness check failed");
         ApiError::Unavailable
     })?;
     Ok(Response::builder()
@@ -41,7 +41,7 @@ async fn readyz(Data(app): Data<&Arc<AppState>>) -> poem::Result<Response> {
 
 #[handler]
 async fn metrics(Data(app): Data<&Arc<AppState>>) -> Response {
-    let queue = match app.store.queue_stats(app.clock.now_ms()).await {
+    let queue = match app.service.store().queue_stats(app.service.now()).await {
         Ok(q) => Some(q),
         Err(e) => {
             tracing::warn!(error = %e, "queue statistics unavailable for /metrics");

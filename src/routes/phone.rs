@@ -6,19 +6,16 @@ use poem::{Body, Request, Route, get, handler, http::header, post};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::app::Change;
 use crate::auth::AuthenticatedUser;
 use crate::clock::rfc3339;
-use crate::domain::{
-    Decision, NewCode, PhoneState, ResourceOwner, decide_remove, decide_resend, decide_set,
-    decide_verify, generate_code, os_random,
-};
+use crate::domain::ResourceOwner;
 use crate::error::ApiError;
 use crate::routes::body::{
     ResendMyPhoneVerificationRequest, SetMyPhoneRequest, VerifyMyPhoneRequest, decode_resend,
     decode_set_phone, decode_verify_code,
 };
-use crate::startup::AppState;
-use crate::store::{Command, CommandResult};
+use crate::state::AppState;
 
 pub const PHONE_PATH: &str = "/auth/v1/users/me/phone";
 pub const VERIFY_PATH: &str = "/auth/v1/users/me/phone/_verify";
@@ -105,11 +102,11 @@ pub fn routes(route: Route) -> Route {
 }
 
 /// Details of a manipulation: the event just written, no creation date.
-fn change_details(state: &PhoneState, owner: &ResourceOwner) -> ObjectDetails {
+fn change_details(change: Change, owner: &ResourceOwner) -> ObjectDetails {
     ObjectDetails {
-        sequence: Some(state.sequence.to_string()),
+        sequence: Some(change.sequence.to_string()),
         creation_date: None,
-        change_date: state.changed_at.map(rfc3339),
+        change_date: Some(rfc3339(change.changed_at)),
         resource_owner: Some(owner.to_string()),
     }
 }
@@ -130,37 +127,6 @@ async fn read_body(app: &AppState, body: Body) -> Result<Vec<u8>, ApiError> {
         })
 }
 
-impl AppState {
-    fn new_code(&self) -> NewCode {
-        let plain = generate_code(&self.code_policy, os_random);
-        NewCode {
-            hash: self.hasher.hash(&plain),
-            plain,
-        }
-    }
-
-    /// Runs a command and turns a rule's "no" into the contract's error.
-    async fn run(
-        &self,
-        user: &AuthenticatedUser,
-        decide: impl Fn(&PhoneState, i64) -> Decision + Send + Sync + 'static,
-    ) -> Result<CommandResult, ApiError> {
-        let now = self.clock.now_ms();
-        let result = self
-            .store
-            .execute(Command {
-                user: user.user_id.clone(),
-                owner: user.resource_owner.clone(),
-                now,
-                decide: Box::new(move |state| decide(state, now)),
-                delivered_message: None,
-            })
-            .await?;
-        result.outcome.clone()?;
-        Ok(result)
-    }
-}
-
 #[utoipa::path(
     get,
     path = "/auth/v1/users/me/phone",
@@ -178,11 +144,10 @@ pub async fn get_my_phone(
     Data(app): Data<&Arc<AppState>>,
 ) -> poem::Result<Json<GetMyPhoneResponse>> {
     let state = app
-        .store
-        .phone(&user.user_id)
+        .service
+        .get(&user.user_id)
         .await
-        .map_err(ApiError::from)?
-        .unwrap_or_default();
+        .map_err(ApiError::from)?;
     let details = ObjectDetails {
         sequence: (state.sequence > 0).then(|| state.sequence.to_string()),
         creation_date: state.created_at.map(rfc3339),
@@ -216,15 +181,13 @@ pub async fn set_my_phone(
     body: Body,
 ) -> poem::Result<Json<SetMyPhoneResponse>> {
     let phone = decode_set_phone(content_type(req), &read_body(app, body).await?)?;
-    let code = app.new_code();
-    let (policy, send) = (app.code_policy.clone(), app.send_policy.clone());
-    let result = app
-        .run(&user, move |s, now| {
-            decide_set(s, &phone, &code, &policy, &send, now)
-        })
-        .await?;
+    let change = app
+        .service
+        .set(&user.user_id, &user.resource_owner, phone)
+        .await
+        .map_err(ApiError::from)?;
     Ok(Json(SetMyPhoneResponse {
-        details: change_details(&result.state, &user.resource_owner),
+        details: change_details(change, &user.resource_owner),
     }))
 }
 
@@ -248,15 +211,13 @@ pub async fn verify_my_phone(
     body: Body,
 ) -> poem::Result<Json<VerifyMyPhoneResponse>> {
     let code = decode_verify_code(content_type(req), &read_body(app, body).await?)?;
-    let candidate = app.hasher.hash(code.expose());
-    let policy = app.code_policy.clone();
-    let result = app
-        .run(&user, move |s, now| {
-            decide_verify(s, &candidate, &policy, now)
-        })
-        .await?;
+    let change = app
+        .service
+        .verify(&user.user_id, &user.resource_owner, &code)
+        .await
+        .map_err(ApiError::from)?;
     Ok(Json(VerifyMyPhoneResponse {
-        details: change_details(&result.state, &user.resource_owner),
+        details: change_details(change, &user.resource_owner),
     }))
 }
 
@@ -280,15 +241,13 @@ pub async fn resend_my_phone_verification(
     body: Body,
 ) -> poem::Result<Json<ResendMyPhoneVerificationResponse>> {
     decode_resend(content_type(req), &read_body(app, body).await?)?;
-    let code = app.new_code();
-    let (policy, send) = (app.code_policy.clone(), app.send_policy.clone());
-    let result = app
-        .run(&user, move |s, now| {
-            decide_resend(s, &code, &policy, &send, now)
-        })
-        .await?;
+    let change = app
+        .service
+        .resend(&user.user_id, &user.resource_owner)
+        .await
+        .map_err(ApiError::from)?;
     Ok(Json(ResendMyPhoneVerificationResponse {
-        details: change_details(&result.state, &user.resource_owner),
+        details: change_details(change, &user.resource_owner),
     }))
 }
 
@@ -308,8 +267,12 @@ pub async fn remove_my_phone(
     user: AuthenticatedUser,
     Data(app): Data<&Arc<AppState>>,
 ) -> poem::Result<Json<RemoveMyPhoneResponse>> {
-    let result = app.run(&user, |s, _| decide_remove(s)).await?;
+    let change = app
+        .service
+        .remove(&user.user_id, &user.resource_owner)
+        .await
+        .map_err(ApiError::from)?;
     Ok(Json(RemoveMyPhoneResponse {
-        details: change_details(&result.state, &user.resource_owner),
+        details: change_details(change, &user.resource_owner),
     }))
 }

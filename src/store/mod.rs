@@ -1,109 +1,86 @@
-//! The event store: event log, phone projection and SMS outbox behind one interface.
-//! Only this module knows which database is in use.
+//! Storage: the event log, the phone projection, the SMS outbox and the server secrets, in
+//! SQLite or PostgreSQL. It knows SQL and transactions only; what to write is decided above.
 mod postgres;
-mod sql;
+mod queries;
 mod sqlite;
 
-use std::sync::Arc;
-
-use tokio::sync::Notify;
-
 use crate::clock::Millis;
-use crate::domain::{Decision, DomainError, Event, PhoneState, ResourceOwner, SmsToSend, UserId};
+use crate::domain::{Event, PhoneState, StateFormatError};
 
-pub use postgres::{PgStore, PgTuning, shared_secrets};
+pub use postgres::{PgStore, PgTuning};
 pub use sqlite::SqliteStore;
-
-pub(crate) fn new_message_id() -> String {
-    let mut b = [0u8; 16];
-    crate::domain::os_random(&mut b);
-    hex::encode(b)
-}
-
-/// A failed write: a lost race on the unique (aggregate, sequence) key, or the database.
-pub(crate) fn classify(e: &sqlx::Error) -> StoreError {
-    match e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
-        other => StoreError::Unavailable(sqlx::Error::Protocol(other.to_string())),
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database cannot be reached or refused the work; retrying later may help.
-    #[error("database unavailable: {0}")]
+    /// The database cannot be reached or refused the work for now (connection, pool, I/O,
+    /// locks, a missing table); retrying later may help.
+    #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
-    /// Another writer got there first, and retrying did not resolve it.
-    #[error("concurrent writers collided")]
-    Conflict,
-    /// Stored data we cannot read back.
-    #[error("stored data is damaged: {0}")]
-    Corrupt(String),
+    /// Another writer took the same (user, sequence) first.
+    #[error("a concurrent writer took the same sequence")]
+    Conflict(#[source] sqlx::Error),
+    /// The database holds or returned something this build cannot use (a violated
+    /// constraint, an undecodable column): retrying does not help.
+    #[error("database answered with data this build cannot use")]
+    Data(#[source] sqlx::Error),
+    /// A stored phone state that does not read back.
+    #[error("stored phone state of a user is damaged")]
+    DamagedState(#[source] StateFormatError),
+    /// A stored server secret that does not read back.
+    #[error("stored server secret `{0}` is damaged")]
+    DamagedSecret(&'static str),
     #[error("could not open the database: {0}")]
     Setup(String),
 }
 
-impl From<StoreError> for crate::error::ApiError {
-    fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "storage failure");
-        match e {
-            StoreError::Unavailable(_) | StoreError::Setup(_) => {
-                crate::error::ApiError::Unavailable
+impl StoreError {
+    /// Sorts a database error by what helps: waiting (unavailable), re-running (conflict),
+    /// or nothing (data).
+    fn classify(e: sqlx::Error) -> StoreError {
+        use sqlx::Error as E;
+        match &e {
+            E::Database(db) if db.is_unique_violation() => StoreError::Conflict(e),
+            // PostgreSQL: serialization failure and deadlock; re-running resolves both.
+            E::Database(db) if matches!(db.code().as_deref(), Some("40001" | "40P01")) => {
+                StoreError::Conflict(e)
             }
-            StoreError::Conflict => crate::error::ApiError::Aborted,
-            StoreError::Corrupt(_) => crate::error::ApiError::Internal,
+            E::Database(db)
+                if !matches!(db.kind(), sqlx::error::ErrorKind::Other)
+                    || is_constraint_code(db.code().as_deref()) =>
+            {
+                StoreError::Data(e)
+            }
+            E::Database(_)
+            | E::Io(_)
+            | E::Tls(_)
+            | E::Protocol(_)
+            | E::PoolTimedOut
+            | E::PoolClosed
+            | E::WorkerCrashed
+            | E::Configuration(_) => StoreError::Unavailable(e),
+            _ => StoreError::Data(e),
         }
+    }
+
+    /// Whether the request may succeed later unchanged (503 rather than 500).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Setup(_))
     }
 }
 
-/// Seals an SMS for the outbox (the store never sees plain codes at rest).
-pub trait SmsSealer: Send + Sync + 'static {
-    fn seal(&self, sms: &SmsToSend, event_type: &'static str) -> Vec<u8>;
+/// Constraint failures raised by a trigger or a CHECK: SQLite's SQLITE_CONSTRAINT family
+/// (19 and its extended codes), PostgreSQL's class 23 and `raise_exception` (P0001).
+fn is_constraint_code(code: Option<&str>) -> bool {
+    match code {
+        Some(c) if c.starts_with("23") || c == "P0001" => true,
+        Some(c) => c.parse::<i32>().is_ok_and(|n| n & 0xff == 19),
+        None => false,
+    }
 }
 
-/// `Fn`, not `FnOnce`: a backend may re-run the decision when a concurrent writer won.
-pub type DecideFn = Box<dyn Fn(&PhoneState) -> Decision + Send + Sync>;
+type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// One command on one user's phone: the store loads the state, the pure `decide` answers,
-/// and events, projection and outbox row commit together.
-pub struct Command {
-    pub user: UserId,
-    pub owner: ResourceOwner,
-    pub now: Millis,
-    pub decide: DecideFn,
-    /// Marks this outbox message delivered in the same transaction (the `code.sent` path);
-    /// when it was no longer pending, no event is written.
-    pub delivered_message: Option<String>,
-}
-
-/// What one command writes in its transaction: events numbered from `first_seq`, the new
-/// projection state, and the SMS to queue.
-pub(crate) struct Changes<'a> {
-    pub user: &'a str,
-    pub owner: &'a str,
-    pub at: Millis,
-    pub first_seq: u64,
-    pub events: &'a [Event],
-    pub state: &'a PhoneState,
-    pub sms: Option<QueueSms>,
-}
-
-/// An outbox row to insert, its message already sealed.
-pub(crate) struct QueueSms {
-    pub id: String,
-    pub code_sequence: u64,
-    pub recipient_masked: String,
-    pub sealed: Vec<u8>,
-}
-
-#[derive(Debug, Clone)]
-pub struct CommandResult {
-    pub outcome: Result<(), DomainError>,
-    /// The state after the command (unchanged when it wrote nothing).
-    pub state: PhoneState,
-    pub wrote_events: bool,
-}
-
+/// An event as stored, with its decoded form when this build knows the type.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
     pub sequence: u64,
@@ -164,29 +141,44 @@ pub struct QueueStats {
     pub oldest_due_age_ms: Millis,
 }
 
+/// The three server secrets as stored (base64), shared by every replica on PostgreSQL.
 #[derive(Clone)]
-pub enum Store {
-    Sqlite(Arc<SqliteStore>),
-    Postgres(Arc<PgStore>),
+pub struct StoredSecrets {
+    pub signing_key: String,
+    pub code_key: String,
+    pub outbox_key: String,
 }
 
-/// The same shared query (`sql.rs`) on whichever backend is in use, given its read pool
-/// and the pool the outbox worker writes through.
-macro_rules! on_pools {
-    ($store:expr, |$q:ident, $reads:ident, $maint:ident| $call:expr) => {
-        match $store {
-            Store::Sqlite(s) => {
-                use sqlite::queries as $q;
-                let ($reads, $maint) = (&s.reads, &s.maint);
-                $call
-            }
-            Store::Postgres(p) => {
-                use postgres::queries as $q;
-                let ($reads, $maint) = (&p.pool, &p.pool);
-                $call
-            }
-        }
-    };
+/// What one command writes: events numbered from `first_seq`, the new projection state, and
+/// the SMS to queue.
+pub struct Changes<'a> {
+    pub user: &'a str,
+    pub owner: &'a str,
+    pub at: Millis,
+    pub first_seq: u64,
+    pub events: &'a [Event],
+    pub state: &'a PhoneState,
+    pub sms: Option<NewOutboxRow<'a>>,
+}
+
+/// An outbox row to insert, its message already sealed.
+pub struct NewOutboxRow<'a> {
+    pub id: &'a str,
+    pub code_sequence: u64,
+    pub recipient_masked: &'a str,
+    pub sealed: &'a [u8],
+}
+
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+/// A write transaction: commit it, or drop it to roll back.
+pub enum WriteTx {
+    Sqlite(sqlite::SqliteTx),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
 pub fn is_postgres_url(url: &str) -> bool {
@@ -194,70 +186,181 @@ pub fn is_postgres_url(url: &str) -> bool {
 }
 
 impl Store {
-    pub async fn connect(
-        url: &str,
-        tuning: &PgTuning,
-        sealer: Arc<dyn SmsSealer>,
-        outbox_wakeup: Arc<Notify>,
-    ) -> Result<Store, StoreError> {
+    /// Opens (SQLite) or connects to (PostgreSQL) the database and applies migrations.
+    pub async fn connect(url: &str, tuning: &PgTuning) -> Result<Store> {
         if is_postgres_url(url) {
-            let store = PgStore::connect(url, tuning, sealer, outbox_wakeup).await?;
-            return Ok(Store::Postgres(Arc::new(store)));
+            return Ok(Store::Postgres(PgStore::connect(url, tuning).await?));
         }
-        let store = SqliteStore::connect(url, sealer, outbox_wakeup).await?;
-        Ok(Store::Sqlite(Arc::new(store)))
+        Ok(Store::Sqlite(SqliteStore::connect(url).await?))
     }
 
-    #[tracing::instrument(skip_all, fields(user = %cmd.user))]
-    pub async fn execute(&self, cmd: Command) -> Result<CommandResult, StoreError> {
+    /// Whether several processes may write at once (PostgreSQL), or one writer serialises
+    /// every write (SQLite).
+    pub fn single_writer(&self) -> bool {
+        matches!(self, Store::Sqlite(_))
+    }
+
+    /// Starts a write transaction (SQLite: `BEGIN IMMEDIATE` on the one writer connection).
+    pub async fn begin(&self) -> Result<WriteTx> {
         match self {
-            Store::Sqlite(s) => s.execute(cmd).await,
-            Store::Postgres(p) => p.execute(cmd).await,
+            Store::Sqlite(s) => Ok(WriteTx::Sqlite(s.begin().await?)),
+            Store::Postgres(p) => Ok(WriteTx::Postgres(p.begin().await?)),
         }
     }
 
-    /// The projection row's state, if the user has any event.
-    pub async fn phone(&self, user: &UserId) -> Result<Option<PhoneState>, StoreError> {
-        on_pools!(self, |q, reads, _m| q::phone(reads, user.as_ref()).await)
+    /// The projection's state, if the user has any event.
+    pub async fn phone(&self, user: &str) -> Result<Option<PhoneState>> {
+        let text = match self {
+            Store::Sqlite(s) => s.load_state(user).await?,
+            Store::Postgres(p) => p.load_state(user).await?,
+        };
+        text.map(|t| PhoneState::from_stored(&t).map_err(StoreError::DamagedState))
+            .transpose()
     }
 
-    pub async fn events(&self, user: &UserId) -> Result<Vec<StoredEvent>, StoreError> {
-        on_pools!(self, |q, reads, _m| q::events(reads, user.as_ref()).await)
+    pub async fn events(&self, user: &str) -> Result<Vec<StoredEvent>> {
+        let rows = match self {
+            Store::Sqlite(s) => s.events(user).await?,
+            Store::Postgres(p) => p.events(user).await?,
+        };
+        Ok(rows
+            .into_iter()
+            .map(|r| StoredEvent {
+                sequence: r.sequence as u64,
+                event: Event::from_stored(&r.event_type, &r.payload),
+                event_type: r.event_type,
+                payload: r.payload,
+                created_at: r.created_at,
+                resource_owner: r.resource_owner,
+            })
+            .collect())
     }
 
+    /// Leases up to `limit` due messages until `lease_until`.
     pub async fn claim_due(
         &self,
         now: Millis,
         lease_until: Millis,
         limit: u32,
-    ) -> Result<Vec<ClaimedSms>, StoreError> {
-        on_pools!(self, |q, _r, maint| q::claim_due(
-            maint,
-            now,
-            lease_until,
-            limit
-        )
-        .await)
+    ) -> Result<Vec<ClaimedSms>> {
+        let rows = match self {
+            Store::Sqlite(s) => s.claim_due(now, lease_until, limit).await?,
+            Store::Postgres(p) => p.claim_due(now, lease_until, limit).await?,
+        };
+        Ok(rows
+            .into_iter()
+            .map(|r| ClaimedSms {
+                id: r.id,
+                user_id: r.user_id,
+                resource_owner: r.resource_owner,
+                code_sequence: r.code_sequence as u64,
+                recipient_masked: r.recipient_masked,
+                payload: r.payload.unwrap_or_default(),
+                attempts: r.attempts as u32,
+                created_at: r.created_at,
+            })
+            .collect())
     }
 
-    pub async fn settle(&self, id: &str, how: OutboxSettle, now: Millis) -> Result<(), StoreError> {
-        on_pools!(self, |q, _r, maint| q::settle(maint, id, how, now).await)
+    pub async fn settle(&self, id: &str, how: &OutboxSettle, now: Millis) -> Result<()> {
+        match self {
+            Store::Sqlite(s) => s.settle(id, how, now).await,
+            Store::Postgres(p) => p.settle(id, how, now).await,
+        }
     }
 
     /// Gives claims back (graceful shutdown) so another worker need not wait for the lease.
-    pub async fn release(&self, ids: &[String]) -> Result<(), StoreError> {
-        on_pools!(self, |q, _r, maint| q::release(maint, ids).await)
+    pub async fn release(&self, ids: &[String]) -> Result<()> {
+        match self {
+            Store::Sqlite(s) => s.release(ids).await,
+            Store::Postgres(p) => p.release(ids).await,
+        }
     }
 
-    pub async fn outbox(&self) -> Result<Vec<OutboxRow>, StoreError> {
-        on_pools!(self, |q, reads, _m| q::outbox(reads).await)
+    pub async fn outbox(&self) -> Result<Vec<OutboxRow>> {
+        let rows = match self {
+            Store::Sqlite(s) => s.outbox().await?,
+            Store::Postgres(p) => p.outbox().await?,
+        };
+        Ok(rows
+            .into_iter()
+            .map(|r| OutboxRow {
+                id: r.id,
+                user_id: r.user_id,
+                recipient_masked: r.recipient_masked,
+                status: r.status,
+                attempts: r.attempts as u32,
+                next_attempt_at: r.next_attempt_at,
+                last_error: r.last_error,
+                has_payload: r.has_payload != 0,
+            })
+            .collect())
     }
 
-    pub async fn queue_stats(&self, now: Millis) -> Result<QueueStats, StoreError> {
-        on_pools!(self, |q, reads, _m| q::queue_stats(reads, now).await)
+    pub async fn queue_stats(&self, now: Millis) -> Result<QueueStats> {
+        let r = match self {
+            Store::Sqlite(s) => s.queue_stats(now).await?,
+            Store::Postgres(p) => p.queue_stats(now).await?,
+        };
+        Ok(QueueStats {
+            due: r.due as u64,
+            pending: r.pending as u64,
+            parked: r.parked as u64,
+            oldest_due_age_ms: r.oldest_due.map(|t| (now - t).max(0)).unwrap_or(0),
+        })
     }
 
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        on_pools!(self, |q, reads, _m| q::ping(reads).await)
+    /// A read round trip.
+    pub async fn ping(&self) -> Result<()> {
+        match self {
+            Store::Sqlite(s) => s.ping().await,
+            Store::Postgres(p) => p.ping().await,
+        }
+    }
+
+    /// PostgreSQL only: the secrets every replica shares; `fresh` is stored when none are yet
+    /// (the first replica wins). `None` on SQLite, whose secrets live in the data dir.
+    pub async fn shared_secrets(&self, fresh: &StoredSecrets) -> Result<Option<StoredSecrets>> {
+        match self {
+            Store::Sqlite(_) => Ok(None),
+            Store::Postgres(p) => p.shared_secrets(fresh).await.map(Some),
+        }
+    }
+}
+
+impl WriteTx {
+    /// The user's projection state as of this transaction (PostgreSQL locks the row).
+    pub async fn load_state(&mut self, user: &str) -> Result<PhoneState> {
+        let text = match self {
+            WriteTx::Sqlite(tx) => tx.load_state(user).await?,
+            WriteTx::Postgres(tx) => postgres::load_state_for_update(tx, user).await?,
+        };
+        match text {
+            None => Ok(PhoneState::default()),
+            Some(t) => PhoneState::from_stored(&t).map_err(StoreError::DamagedState),
+        }
+    }
+
+    /// Marks an outbox message delivered; false when it was no longer pending.
+    pub async fn mark_delivered(&mut self, id: &str, now: Millis) -> Result<bool> {
+        match self {
+            WriteTx::Sqlite(tx) => tx.mark_delivered(id, now).await,
+            WriteTx::Postgres(tx) => postgres::mark_delivered(tx, id, now).await,
+        }
+    }
+
+    /// Appends the events, replaces the projection row and queues the SMS.
+    pub async fn write(&mut self, changes: &Changes<'_>) -> Result<()> {
+        match self {
+            WriteTx::Sqlite(tx) => tx.write(changes).await,
+            WriteTx::Postgres(tx) => postgres::write(tx, changes).await,
+        }
+    }
+
+    pub async fn commit(self) -> Result<()> {
+        match self {
+            WriteTx::Sqlite(tx) => tx.commit().await,
+            WriteTx::Postgres(tx) => tx.commit().await.map_err(StoreError::classify),
+        }
     }
 }

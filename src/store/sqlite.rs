@@ -1,6 +1,6 @@
-//! SQLite backend: one writer connection that group-commits queued commands, a read pool,
-//! and a small pool for the outbox worker's bookkeeping.
-use std::collections::HashMap;
+//! SQLite: one writer connection (writes are serialised by SQLite anyway; one writer gives
+//! the best tail), a read-only pool for Get and listings, and one connection for the outbox
+//! worker's bookkeeping.
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,46 +10,45 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::{Command, CommandResult, SmsSealer, StoreError};
-use crate::domain::PhoneState;
+use super::queries::{self, ClaimRow, EventRow, OutboxListRow, QueueStatsRow};
+use super::{Changes, OutboxSettle, Result, StoreError};
+use crate::clock::Millis;
 
-pub(super) mod queries {
-    crate::store::sql::backend_sql!(
-        sqlx::Sqlite,
-        sqlx::SqliteConnection,
-        sqlx::SqlitePool,
-        load_state = "SELECT state FROM phones WHERE user_id = $1",
-        claim = "UPDATE sms_outbox SET lease_until = $1, updated_at = $2
-             WHERE id IN (SELECT id FROM sms_outbox
-                          WHERE status = 'pending' AND next_attempt_at <= $2
-                            AND (lease_until IS NULL OR lease_until <= $2)
-                          ORDER BY next_attempt_at LIMIT $3)
-             RETURNING id, user_id, code_sequence, recipient_masked, payload, attempts, created_at, resource_owner",
-        write = write_separately
-    );
+const CLAIM: &str = "UPDATE sms_outbox SET lease_until = $1, updated_at = $2
+     WHERE id IN (SELECT id FROM sms_outbox
+                  WHERE status = 'pending' AND next_attempt_at <= $2
+                    AND (lease_until IS NULL OR lease_until <= $2)
+                  ORDER BY next_attempt_at LIMIT $3)
+     RETURNING id, user_id, resource_owner, code_sequence, recipient_masked, payload, attempts, created_at";
+
+/// The writer connection, and whether a transaction is open on it.
+struct WriterSlot {
+    conn: Option<SqliteConnection>,
+    in_tx: bool,
 }
 
-/// Commands committed in one transaction at most; one fsync covers them all.
-const MAX_BATCH: usize = 256;
-
-type Reply = oneshot::Sender<Result<CommandResult, StoreError>>;
-
+#[derive(Clone)]
 pub struct SqliteStore {
-    writer: mpsc::Sender<(Command, Reply)>,
-    /// Read-only connections for Get and listings.
-    pub(super) reads: SqlitePool,
-    /// One connection for the outbox worker's claims and settlements.
-    pub(super) maint: SqlitePool,
+    options: Arc<SqliteConnectOptions>,
+    writer: Arc<Mutex<WriterSlot>>,
+    reads: SqlitePool,
+    maint: SqlitePool,
+}
+
+/// A transaction on the writer connection; it holds the connection until commit or drop.
+pub struct SqliteTx {
+    slot: OwnedMutexGuard<WriterSlot>,
+}
+
+fn setup(what: &str, url: &str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    let message = format!("{what} {url}");
+    move |e| StoreError::Setup(format!("{message}: {e}"))
 }
 
 impl SqliteStore {
-    pub async fn connect(
-        url: &str,
-        sealer: Arc<dyn SmsSealer>,
-        outbox_wakeup: Arc<Notify>,
-    ) -> Result<SqliteStore, StoreError> {
+    pub async fn connect(url: &str) -> Result<SqliteStore> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Setup(format!("bad SQLite URL: {e}")))?
             .create_if_missing(true)
@@ -61,7 +60,7 @@ impl SqliteStore {
             .max_connections(1)
             .connect_with(options.clone())
             .await
-            .map_err(|e| StoreError::Setup(format!("cannot open {url}: {e}")))?;
+            .map_err(setup("cannot open", url))?;
         sqlx::migrate!("src/store/migrations/sqlite")
             .run(&maint)
             .await
@@ -70,84 +69,216 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options.clone().read_only(true))
             .await
-            .map_err(|e| StoreError::Setup(format!("cannot open {url}: {e}")))?;
-        let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(writer_loop(options, rx, sealer, outbox_wakeup));
+            .map_err(setup("cannot open", url))?;
         Ok(SqliteStore {
-            writer: tx,
+            options: Arc::new(options),
+            writer: Arc::new(Mutex::new(WriterSlot {
+                conn: None,
+                in_tx: false,
+            })),
             reads,
             maint,
         })
     }
 
-    pub async fn execute(&self, cmd: Command) -> Result<CommandResult, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let gone = || StoreError::Unavailable(sqlx::Error::PoolClosed);
-        self.writer.send((cmd, reply)).await.map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
-    }
-}
-
-/// Owns the one writer connection. Takes every command already queued (up to `MAX_BATCH`),
-/// runs them in one `BEGIN IMMEDIATE` transaction and answers each after the commit.
-async fn writer_loop(
-    options: SqliteConnectOptions,
-    mut rx: mpsc::Receiver<(Command, Reply)>,
-    sealer: Arc<dyn SmsSealer>,
-    outbox_wakeup: Arc<Notify>,
-) {
-    let mut conn: Option<SqliteConnection> = None;
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        if conn.is_none() {
-            match SqliteConnection::connect_with(&options).await {
-                Ok(c) => conn = Some(c),
-                Err(e) => tracing::error!(error = %e, "SQLite writer cannot connect"),
-            }
+    /// `BEGIN IMMEDIATE` takes the write lock up front, so a transaction that reads before it
+    /// writes cannot fail with "database is locked" halfway.
+    pub(super) async fn begin(&self) -> Result<SqliteTx> {
+        let mut slot = self.writer.clone().lock_owned().await;
+        if slot.in_tx {
+            // The last transaction was dropped unfinished (an error or a panic mid-batch):
+            // closing its connection rolls it back, and the next one starts clean.
+            tracing::warn!("SQLite writer: unfinished transaction rolled back; reconnecting");
+            slot.conn = None;
+            slot.in_tx = false;
         }
-        let Some(c) = conn.as_mut() else {
-            for (_, reply) in batch.drain(..) {
-                let _ = reply.send(Err(StoreError::Unavailable(sqlx::Error::PoolClosed)));
-            }
-            continue;
+        let conn = match slot.conn.as_mut() {
+            Some(c) => c,
+            None => slot.conn.insert(
+                SqliteConnection::connect_with(&self.options)
+                    .await
+                    .map_err(StoreError::classify)?,
+            ),
         };
-        let (commands, replies): (Vec<Command>, Vec<Reply>) = batch.drain(..).unzip();
-        match run_batch(c, &commands, sealer.as_ref()).await {
-            Ok((results, queued_sms)) => {
-                if queued_sms {
-                    outbox_wakeup.notify_waiters();
-                }
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(Ok(result));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "SQLite write batch failed; nothing of it was committed");
-                let _ = sqlx::query("ROLLBACK").execute(&mut *c).await;
-                // A fresh connection next time, in case this one is broken.
-                conn = None;
-                for reply in replies {
-                    let _ = reply.send(Err(super::classify(&e)));
-                }
-            }
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::classify)?;
+        slot.in_tx = true;
+        Ok(SqliteTx { slot })
+    }
+
+    pub(super) async fn load_state(&self, user: &str) -> Result<Option<String>> {
+        sqlx::query_scalar(queries::LOAD_STATE)
+            .bind(user)
+            .fetch_optional(&self.reads)
+            .await
+            .map_err(StoreError::classify)
+    }
+
+    pub(super) async fn events(&self, user: &str) -> Result<Vec<EventRow>> {
+        sqlx::query_as(queries::EVENTS)
+            .bind(user)
+            .fetch_all(&self.reads)
+            .await
+            .map_err(StoreError::classify)
+    }
+
+    pub(super) async fn claim_due(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+        limit: u32,
+    ) -> Result<Vec<ClaimRow>> {
+        sqlx::query_as(CLAIM)
+            .bind(lease_until)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.maint)
+            .await
+            .map_err(StoreError::classify)
+    }
+
+    pub(super) async fn settle(&self, id: &str, how: &OutboxSettle, now: Millis) -> Result<()> {
+        let q = match how {
+            OutboxSettle::Retry {
+                next_attempt_at,
+                error,
+            } => sqlx::query(queries::SETTLE_RETRY)
+                .bind(id)
+                .bind(*next_attempt_at)
+                .bind(error.as_str())
+                .bind(now),
+            OutboxSettle::Park { error } => sqlx::query(queries::SETTLE_PARK)
+                .bind(id)
+                .bind(error.as_str())
+                .bind(now),
+            OutboxSettle::Drop { reason } => sqlx::query(queries::SETTLE_DROP)
+                .bind(id)
+                .bind(reason.as_str())
+                .bind(now),
+        };
+        q.execute(&self.maint).await.map_err(StoreError::classify)?;
+        Ok(())
+    }
+
+    pub(super) async fn release(&self, ids: &[String]) -> Result<()> {
+        for id in ids {
+            sqlx::query(queries::RELEASE)
+                .bind(id.as_str())
+                .execute(&self.maint)
+                .await
+                .map_err(StoreError::classify)?;
         }
+        Ok(())
+    }
+
+    pub(super) async fn outbox(&self) -> Result<Vec<OutboxListRow>> {
+        sqlx::query_as(queries::OUTBOX)
+            .fetch_all(&self.reads)
+            .await
+            .map_err(StoreError::classify)
+    }
+
+    pub(super) async fn queue_stats(&self, now: Millis) -> Result<QueueStatsRow> {
+        sqlx::query_as(queries::QUEUE_STATS)
+            .bind(now)
+            .fetch_one(&self.reads)
+            .await
+            .map_err(StoreError::classify)
+    }
+
+    pub(super) async fn ping(&self) -> Result<()> {
+        sqlx::query(queries::PING)
+            .execute(&self.reads)
+            .await
+            .map_err(StoreError::classify)?;
+        Ok(())
     }
 }
 
-async fn run_batch(
-    conn: &mut SqliteConnection,
-    commands: &[Command],
-    sealer: &dyn SmsSealer,
-) -> Result<(Vec<CommandResult>, bool), sqlx::Error> {
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-    let mut states: HashMap<String, PhoneState> = HashMap::new();
-    let mut results = Vec::with_capacity(commands.len());
-    let mut queued_sms = false;
-    for cmd in commands {
-        let (result, queued) = queries::apply_command(conn, cmd, sealer, &mut states).await?;
-        queued_sms |= queued;
-        results.push(result);
+impl SqliteTx {
+    fn conn(&mut self) -> Result<&mut SqliteConnection> {
+        self.slot
+            .conn
+            .as_mut()
+            .ok_or(StoreError::Unavailable(sqlx::Error::PoolClosed))
     }
-    sqlx::query("COMMIT").execute(&mut *conn).await?;
-    Ok((results, queued_sms))
+
+    pub(super) async fn load_state(&mut self, user: &str) -> Result<Option<String>> {
+        sqlx::query_scalar(queries::LOAD_STATE)
+            .bind(user)
+            .fetch_optional(self.conn()?)
+            .await
+            .map_err(StoreError::classify)
+    }
+
+    pub(super) async fn mark_delivered(&mut self, id: &str, now: Millis) -> Result<bool> {
+        let done = sqlx::query(queries::MARK_DELIVERED)
+            .bind(id)
+            .bind(now)
+            .execute(self.conn()?)
+            .await
+            .map_err(StoreError::classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Statement by statement (SQLite has no data-modifying CTEs): events two at a time,
+    /// then the projection, then the outbox row.
+    pub(super) async fn write(&mut self, c: &Changes<'_>) -> Result<()> {
+        let conn = self.conn()?;
+        for (i, pair) in c.events.chunks(2).enumerate() {
+            let seq = (c.first_seq + 2 * i as u64) as i64;
+            let first = &pair[0];
+            let q = match pair.get(1) {
+                Some(second) => sqlx::query(queries::INSERT_TWO_EVENTS)
+                    .bind(c.user)
+                    .bind(seq)
+                    .bind(first.event_type())
+                    .bind(first.payload().to_string())
+                    .bind(c.at)
+                    .bind(c.owner)
+                    .bind(seq + 1)
+                    .bind(second.event_type())
+                    .bind(second.payload().to_string()),
+                None => sqlx::query(queries::INSERT_EVENT)
+                    .bind(c.user)
+                    .bind(seq)
+                    .bind(first.event_type())
+                    .bind(first.payload().to_string())
+                    .bind(c.at)
+                    .bind(c.owner),
+            };
+            q.execute(&mut *conn).await.map_err(StoreError::classify)?;
+        }
+        sqlx::query(queries::UPSERT_PHONE)
+            .bind(c.user)
+            .bind(c.state.to_stored())
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::classify)?;
+        if let Some(sms) = &c.sms {
+            sqlx::query(queries::ENQUEUE_SMS)
+                .bind(sms.id)
+                .bind(c.user)
+                .bind(c.owner)
+                .bind(sms.code_sequence as i64)
+                .bind(sms.recipient_masked)
+                .bind(sms.sealed)
+                .bind(c.at)
+                .execute(&mut *conn)
+                .await
+                .map_err(StoreError::classify)?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn commit(mut self) -> Result<()> {
+        sqlx::query("COMMIT")
+            .execute(self.conn()?)
+            .await
+            .map_err(StoreError::classify)?;
+        self.slot.in_tx = false;
+        Ok(())
+    }
 }

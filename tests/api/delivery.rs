@@ -77,7 +77,7 @@ async fn the_http_provider_gets_zitadels_shape_signed_with_an_idempotency_key() 
     let req = &received[0];
     assert!(signature_ok(req), "signature recomputes");
     let key = req.headers["idempotency-key"].to_str().unwrap();
-    let outbox = app.state.store.outbox().await.unwrap();
+    let outbox = app.state.service.store().outbox().await.unwrap();
     assert_eq!(outbox[0].id, key, "the idempotency key is the message id");
     let body: Value = serde_json::from_slice(&req.body).unwrap();
     assert_eq!(body["contextInfo"]["recipientPhoneNumber"], "+41710000000");
@@ -228,7 +228,7 @@ async fn a_timeout_is_retried() {
     let app = spawn_app_with(|s| http_provider(s, &provider)).await;
     app.set_phone(&app.token("slow"), "+41710000000").await;
     assert_eq!(deliver(&app).await, [Delivery::Retrying]);
-    let row = &app.state.store.outbox().await.unwrap()[0];
+    let row = &app.state.service.store().outbox().await.unwrap()[0];
     assert_eq!(row.last_error.as_deref(), Some("timeout"));
     app.advance(2_000);
     assert_eq!(deliver(&app).await, [Delivery::Delivered]);
@@ -249,7 +249,7 @@ async fn a_400_parks_the_message_without_retry_and_keeps_its_error() {
     assert_eq!(deliver(&app).await, [Delivery::Parked]);
     app.advance(3_600_000);
     assert!(deliver(&app).await.is_empty());
-    let row = &app.state.store.outbox().await.unwrap()[0];
+    let row = &app.state.service.store().outbox().await.unwrap()[0];
     assert_eq!(row.status, "parked");
     assert!(row.last_error.as_deref().unwrap().contains("400"));
     assert!(!row.has_payload, "text wiped once parked");
@@ -283,7 +283,7 @@ async fn twilio_recipient_errors_are_permanent() {
     let app = spawn_app_with(|s| twilio_provider(s, &provider)).await;
     app.set_phone(&app.token("tw"), "+41710000000").await;
     assert_eq!(deliver(&app).await, [Delivery::Parked]);
-    let row = &app.state.store.outbox().await.unwrap()[0];
+    let row = &app.state.service.store().outbox().await.unwrap()[0];
     assert!(
         row.last_error.as_deref().unwrap().contains("21211"),
         "{row:?}"
@@ -313,7 +313,7 @@ async fn a_429_with_retry_after_waits_at_least_that_long() {
     app.set_phone(&app.token("busy"), "+41710000000").await;
     let before = app.now_ms();
     assert_eq!(deliver(&app).await, [Delivery::Retrying]);
-    let row = &app.state.store.outbox().await.unwrap()[0];
+    let row = &app.state.service.store().outbox().await.unwrap()[0];
     assert!(
         row.next_attempt_at >= before + 2_000,
         "{} < {}",
@@ -351,7 +351,8 @@ async fn a_replaced_codes_message_is_never_sent() {
     assert_eq!(done, [Delivery::Delivered, Delivery::Dropped]);
     let statuses: Vec<String> = app
         .state
-        .store
+        .service
+        .store()
         .outbox()
         .await
         .unwrap()
@@ -417,7 +418,8 @@ async fn while_the_provider_is_down_sets_succeed_and_every_message_goes_out_once
         app.advance(60_000);
         let delivered = app
             .state
-            .store
+            .service
+            .store()
             .outbox()
             .await
             .unwrap()
@@ -429,7 +431,7 @@ async fn while_the_provider_is_down_sets_succeed_and_every_message_goes_out_once
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let rows = app.state.store.outbox().await.unwrap();
+    let rows = app.state.service.store().outbox().await.unwrap();
     assert!(rows.iter().all(|r| r.status == "delivered"), "{rows:?}");
     app.stop().await;
     provider.verify().await;
@@ -489,7 +491,7 @@ async fn a_message_failing_past_its_maximum_age_is_parked() {
     assert_eq!(deliver(&app).await, [Delivery::Retrying]);
     app.advance(61_000);
     assert_eq!(deliver(&app).await, [Delivery::Parked]);
-    let row = &app.state.store.outbox().await.unwrap()[0];
+    let row = &app.state.service.store().outbox().await.unwrap()[0];
     assert!(
         row.last_error
             .as_deref()

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use phoneproof::clock::{Clock, ManualClock};
 use phoneproof::config::Settings;
-use phoneproof::startup::{AppState, Application};
+use phoneproof::startup::Application;
+use phoneproof::state::AppState;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -241,7 +242,12 @@ impl TestApp {
 
     pub async fn events(&self, user: &str) -> Vec<phoneproof::store::StoredEvent> {
         let id = phoneproof::domain::UserId::parse(user).expect("user id");
-        self.state.store.events(&id).await.expect("events readable")
+        self.state
+            .service
+            .store()
+            .events(id.as_ref())
+            .await
+            .expect("events readable")
     }
 
     /// Runs SQL behind the service's back (to break things), on whichever backend it uses.

@@ -1,9 +1,7 @@
 //! Replay: for any sequence of commands, folding the stored events gives the stored projection.
 use phoneproof::domain::{
-    CodeHasher, CodePolicy, Decision, NewCode, PhoneNumber, PhoneState, ResourceOwner, SendPolicy,
-    UserId, decide_remove, decide_resend, decide_set, decide_verify,
+    CodeHasher, Command, NewCode, PhoneNumber, PhoneState, ResourceOwner, UserId,
 };
-use phoneproof::store::Command;
 use proptest::prelude::*;
 
 use crate::helpers::*;
@@ -30,15 +28,13 @@ fn step() -> impl Strategy<Value = Step> {
 #[test]
 fn folding_the_event_log_gives_the_projection() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let app = rt.block_on(spawn_app_with(|s| s.outbox.worker = false));
+    let app = rt.block_on(spawn_app_with(|s| {
+        s.outbox.worker = false;
+        s.code.max_attempts = 2;
+    }));
+    // The test draws the codes itself (commands carry them), so it knows the right one.
     let hasher = CodeHasher::new([4; 32]);
-    let (policy, send) = (
-        CodePolicy {
-            max_attempts: 2,
-            ..CodePolicy::default()
-        },
-        SendPolicy::default(),
-    );
+    let owner = ResourceOwner::parse("1").unwrap();
     let cases = std::sync::atomic::AtomicU32::new(0);
     let cfg = ProptestConfig {
         cases: 48,
@@ -56,35 +52,25 @@ fn folding_the_event_log_gives_the_projection() {
             }
             let plain = format!("C{case}X{i}");
             let code = NewCode { hash: hasher.hash(&plain), plain: plain.clone() };
-            let (p, sp, h) = (policy.clone(), send.clone(), hasher.clone());
             let candidate = if matches!(s, Step::Verify { right: true }) { last_code.clone() } else { "WRONG".into() };
-            let s = s.clone();
             let now = app.now_ms();
-            let decide = move |state: &PhoneState| -> Decision {
-                match &s {
-                    Step::Set(n) => decide_set(state, &PhoneNumber::parse(&format!("+4171000000{n}")).unwrap(), &code, &p, &sp, now),
-                    Step::Resend => decide_resend(state, &code, &p, &sp, now),
-                    Step::Verify { .. } => decide_verify(state, &h.hash(&candidate), &p, now),
-                    Step::Remove => decide_remove(state),
-                    Step::Wait(_) => unreachable!(),
-                }
+            let command = match s {
+                Step::Set(n) => Command::Set { phone: PhoneNumber::parse(&format!("+4171000000{n}")).unwrap(), code },
+                Step::Resend => Command::Resend { code },
+                Step::Verify { .. } => Command::Verify { candidate: hasher.hash(&candidate) },
+                Step::Remove => Command::Remove,
+                Step::Wait(_) => unreachable!(),
             };
-            let result = rt.block_on(app.state.store.execute(Command {
-                user: user.clone(),
-                owner: ResourceOwner::parse("1").unwrap(),
-                now,
-                decide: Box::new(decide),
-                delivered_message: None,
-            })).unwrap();
+            let result = rt.block_on(app.state.service.execute(&user, &owner, command)).unwrap();
             if result.wrote_events && result.state.code.as_ref().is_some_and(|c| c.created_at == now) {
                 last_code = plain;
             }
         }
-        let events = rt.block_on(app.state.store.events(&user)).unwrap();
+        let events = rt.block_on(app.state.service.store().events(user.as_ref())).unwrap();
         let folded = events.iter().fold(PhoneState::default(), |state, e| {
             state.apply(e.event.as_ref().expect("every stored event reads back"), e.sequence, e.created_at)
         });
-        let projection = rt.block_on(app.state.store.phone(&user)).unwrap().unwrap_or_default();
+        let projection = rt.block_on(app.state.service.store().phone(user.as_ref())).unwrap().unwrap_or_default();
         prop_assert_eq!(folded, projection);
     });
     rt.block_on(app.stop());

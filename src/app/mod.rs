@@ -1,0 +1,236 @@
+//! The application service: every use case on a user's phone, the same for every surface.
+//! A surface (REST today) authenticates and decodes, calls one function here, and maps the
+//! result to its wire. Here: load the state, decide with the pure domain, fold, seal the SMS,
+//! write in one transaction, wake the outbox worker, answer in domain types.
+mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::clock::{Millis, SharedClock};
+use crate::domain::{
+    CodeHasher, Command, DomainError, NewCode, PhoneNumber, PhoneState, Policies, ResourceOwner,
+    UserId, VerificationCode, generate_code, os_random,
+};
+use crate::sealed_sms::SmsSealer;
+use crate::store::{Store, StoreError};
+
+pub use writer::Executed;
+use writer::{Job, Writer};
+
+/// Why a use case did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A rule said no: the user's request, not the service, is at fault.
+    #[error(transparent)]
+    Rejected(#[from] DomainError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The write path did not answer (its task is restarting or shutting down).
+    #[error("the write path is not answering")]
+    WriterGone,
+    /// The transaction this command shared with others failed (the cause is logged once).
+    #[error("the write batch failed")]
+    BatchFailed { transient: bool },
+    /// The command raised a panic; it was contained to this command.
+    #[error("the command failed unexpectedly")]
+    Panicked,
+}
+
+/// What a successful change wrote: the sequence and time of its last event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    pub sequence: u64,
+    pub changed_at: Millis,
+}
+
+/// How long readiness waits for the write path before calling it not ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+struct Inner {
+    store: Store,
+    clock: SharedClock,
+    policies: Policies,
+    hasher: CodeHasher,
+    outbox_wakeup: Arc<Notify>,
+    writer: Writer,
+}
+
+/// Cheap to clone; every clone is the same service.
+#[derive(Clone)]
+pub struct PhoneService {
+    inner: Arc<Inner>,
+}
+
+impl PhoneService {
+    /// Builds the service and starts its write path (on SQLite, the group-commit task).
+    pub fn new(
+        store: Store,
+        clock: SharedClock,
+        policies: Policies,
+        hasher: CodeHasher,
+        sealer: SmsSealer,
+    ) -> PhoneService {
+        let outbox_wakeup = Arc::new(Notify::new());
+        let writer = Writer::start(
+            store.clone(),
+            policies.clone(),
+            sealer,
+            outbox_wakeup.clone(),
+        );
+        PhoneService {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                policies,
+                hasher,
+                outbox_wakeup,
+                writer,
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn now(&self) -> Millis {
+        self.inner.clock.now_ms()
+    }
+
+    /// Notified whenever a committed write queued an SMS.
+    pub fn outbox_wakeup(&self) -> Arc<Notify> {
+        self.inner.outbox_wakeup.clone()
+    }
+
+    /// The user's phone as the projection has it (the default state when there is none).
+    #[tracing::instrument(skip_all, fields(user = %user))]
+    pub async fn get(&self, user: &UserId) -> Result<PhoneState, AppError> {
+        Ok(self
+            .inner
+            .store
+            .phone(user.as_ref())
+            .await?
+            .unwrap_or_default())
+    }
+
+    #[tracing::instrument(skip_all, fields(user = %user, to = %phone.masked()))]
+    pub async fn set(
+        &self,
+        user: &UserId,
+        owner: &ResourceOwner,
+        phone: PhoneNumber,
+    ) -> Result<Change, AppError> {
+        let code = self.new_code();
+        self.change(user, owner, Command::Set { phone, code }).await
+    }
+
+    #[tracing::instrument(skip_all, fields(user = %user))]
+    pub async fn verify(
+        &self,
+        user: &UserId,
+        owner: &ResourceOwner,
+        code: &VerificationCode,
+    ) -> Result<Change, AppError> {
+        let candidate = self.inner.hasher.hash(code.expose());
+        self.change(user, owner, Command::Verify { candidate })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(user = %user))]
+    pub async fn resend(&self, user: &UserId, owner: &ResourceOwner) -> Result<Change, AppError> {
+        let code = self.new_code();
+        self.change(user, owner, Command::Resend { code }).await
+    }
+
+    #[tracing::instrument(skip_all, fields(user = %user))]
+    pub async fn remove(&self, user: &UserId, owner: &ResourceOwner) -> Result<Change, AppError> {
+        self.change(user, owner, Command::Remove).await
+    }
+
+    /// Whether an outbox message for the code added at `code_sequence` should still go out
+    /// (not replaced, used, removed or expired).
+    pub async fn delivery_wanted(
+        &self,
+        user: &UserId,
+        code_sequence: u64,
+    ) -> Result<bool, AppError> {
+        let state = self.get(user).await?;
+        Ok(state.code_still_current(code_sequence, self.now()))
+    }
+
+    /// Records that the provider accepted outbox message `message_id`: the message becomes
+    /// delivered and `code.sent` is appended, in one transaction. False when the message was
+    /// no longer pending (then nothing is written).
+    #[tracing::instrument(skip_all, fields(user = %user, message_id))]
+    pub async fn record_delivery(
+        &self,
+        user: &UserId,
+        owner: &ResourceOwner,
+        message_id: &str,
+    ) -> Result<bool, AppError> {
+        let job = Job {
+            user: user.clone(),
+            owner: owner.clone(),
+            now: self.now(),
+            command: Command::RecordDelivery,
+            delivered_message: Some(message_id.to_owned()),
+        };
+        let done = self.inner.writer.execute(job).await?;
+        Ok(done.wrote_events)
+    }
+
+    /// Runs any command as given (the code already drawn) and reports what it did, rejected
+    /// or not. The surfaces use the named use cases above; this is for replaying scripted
+    /// commands (tests, tools).
+    pub async fn execute(
+        &self,
+        user: &UserId,
+        owner: &ResourceOwner,
+        command: Command,
+    ) -> Result<Executed, AppError> {
+        let job = Job {
+            user: user.clone(),
+            owner: owner.clone(),
+            now: self.now(),
+            command,
+            delivered_message: None,
+        };
+        self.inner.writer.execute(job).await
+    }
+
+    /// Ready when a read round trip and an (empty) write transaction both succeed in time:
+    /// a write path that is stuck or gone is not ready, even when reads work.
+    pub async fn ready(&self) -> Result<(), AppError> {
+        self.inner.store.ping().await?;
+        match tokio::time::timeout(READY_TIMEOUT, self.inner.writer.probe()).await {
+            Ok(result) => result,
+            Err(_) => Err(AppError::WriterGone),
+        }
+    }
+
+    async fn change(
+        &self,
+        user: &UserId,
+        owner: &ResourceOwner,
+        command: Command,
+    ) -> Result<Change, AppError> {
+        crate::faults::panic_if_asked(user.as_ref(), "service");
+        let done = self.execute(user, owner, command).await?;
+        done.outcome?;
+        Ok(Change {
+            sequence: done.state.sequence,
+            changed_at: done.state.changed_at.unwrap_or_default(),
+        })
+    }
+
+    fn new_code(&self) -> NewCode {
+        let plain = generate_code(&self.inner.policies.code, os_random);
+        NewCode {
+            hash: self.inner.hasher.hash(&plain),
+            plain,
+        }
+    }
+}

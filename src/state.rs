@@ -1,0 +1,17 @@
+//! What every HTTP handler can reach: the application service, the token verifier, and the
+//! few things the HTTP surface serves itself.
+use std::sync::Arc;
+
+use crate::app::PhoneService;
+use crate::auth::TokenVerifier;
+use crate::metrics::Metrics;
+
+pub struct AppState {
+    pub service: PhoneService,
+    pub verifier: Arc<TokenVerifier>,
+    /// Largest accepted request body, bytes.
+    pub body_limit: usize,
+    pub metrics: Arc<Metrics>,
+    pub openapi_json: String,
+    pub swagger_config: Arc<utoipa_swagger_ui::Config<'static>>,
+}

@@ -1,0 +1,111 @@
+//! SQL the two engines share (`$n` placeholders, types both read alike) and the typed rows
+//! the queries return. Statements that differ per engine live in that engine's file.
+
+/// The projection row of one user (PostgreSQL locks it inside a write: its own statement).
+pub(super) const LOAD_STATE: &str = "SELECT state FROM phones WHERE user_id = $1";
+
+pub(super) const INSERT_EVENT: &str =
+    "INSERT INTO events (aggregate_id, sequence, event_type, payload, created_at, resource_owner)
+     VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// Two events in one statement: a Set's usual pair, one round trip instead of two.
+pub(super) const INSERT_TWO_EVENTS: &str =
+    "INSERT INTO events (aggregate_id, sequence, event_type, payload, created_at, resource_owner)
+     VALUES ($1, $2, $3, $4, $5, $6), ($1, $7, $8, $9, $5, $6)";
+
+pub(super) const UPSERT_PHONE: &str = "INSERT INTO phones (user_id, state) VALUES ($1, $2)
+     ON CONFLICT (user_id) DO UPDATE SET state = excluded.state";
+
+pub(super) const ENQUEUE_SMS: &str =
+    "INSERT INTO sms_outbox (id, user_id, resource_owner, code_sequence, recipient_masked,
+                             payload, status, attempts, next_attempt_at, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7)";
+
+/// Marks a message delivered (text wiped) when it is still pending.
+pub(super) const MARK_DELIVERED: &str =
+    "UPDATE sms_outbox SET status = 'delivered', payload = NULL, lease_until = NULL,
+            attempts = attempts + 1, last_error = NULL, updated_at = $2
+     WHERE id = $1 AND status = 'pending'";
+
+pub(super) const EVENTS: &str = "SELECT sequence, event_type, payload, created_at, resource_owner
+     FROM events WHERE aggregate_id = $1 ORDER BY sequence";
+
+pub(super) const SETTLE_RETRY: &str =
+    "UPDATE sms_outbox SET attempts = attempts + 1, next_attempt_at = $2,
+            lease_until = NULL, last_error = $3, updated_at = $4
+     WHERE id = $1 AND status = 'pending'";
+
+pub(super) const SETTLE_PARK: &str =
+    "UPDATE sms_outbox SET status = 'parked', attempts = attempts + 1, payload = NULL,
+            lease_until = NULL, last_error = $2, updated_at = $3
+     WHERE id = $1 AND status = 'pending'";
+
+pub(super) const SETTLE_DROP: &str =
+    "UPDATE sms_outbox SET status = 'dropped', payload = NULL, lease_until = NULL,
+            last_error = $2, updated_at = $3
+     WHERE id = $1 AND status = 'pending'";
+
+pub(super) const RELEASE: &str =
+    "UPDATE sms_outbox SET lease_until = NULL WHERE id = $1 AND status = 'pending'";
+
+pub(super) const OUTBOX: &str =
+    "SELECT id, user_id, recipient_masked, status, attempts, next_attempt_at, last_error,
+            CAST(CASE WHEN payload IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_payload
+     FROM sms_outbox ORDER BY created_at, code_sequence, id";
+
+pub(super) const QUEUE_STATS: &str = "SELECT
+       CAST(COALESCE(SUM(CASE WHEN status = 'pending' AND next_attempt_at <= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS due,
+       CAST(COALESCE(SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END), 0) AS BIGINT) AS pending,
+       CAST(COALESCE(SUM(CASE WHEN status = 'parked' THEN 1 ELSE 0 END), 0) AS BIGINT) AS parked,
+       MIN(CASE WHEN status = 'pending' AND next_attempt_at <= $1 THEN created_at END) AS oldest_due
+     FROM sms_outbox";
+
+pub(super) const PING: &str = "SELECT 1";
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct EventRow {
+    pub sequence: i64,
+    pub event_type: String,
+    pub payload: String,
+    pub created_at: i64,
+    pub resource_owner: String,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct ClaimRow {
+    pub id: String,
+    pub user_id: String,
+    pub resource_owner: String,
+    pub code_sequence: i64,
+    pub recipient_masked: String,
+    pub payload: Option<Vec<u8>>,
+    pub attempts: i64,
+    pub created_at: i64,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct OutboxListRow {
+    pub id: String,
+    pub user_id: String,
+    pub recipient_masked: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub has_payload: i64,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct QueueStatsRow {
+    pub due: i64,
+    pub pending: i64,
+    pub parked: i64,
+    pub oldest_due: Option<i64>,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct SecretsRow {
+    pub signing_key: String,
+    pub code_key: String,
+    pub outbox_key: String,
+}
