@@ -85,13 +85,6 @@ impl SqliteStore {
     /// writes cannot fail with "database is locked" halfway.
     pub(super) async fn begin(&self) -> Result<SqliteTx> {
         let mut slot = self.writer.clone().lock_owned().await;
-        if slot.in_tx {
-            // The last transaction was dropped unfinished (an error or a panic mid-batch):
-            // closing its connection rolls it back, and the next one starts clean.
-            tracing::warn!("SQLite writer: unfinished transaction rolled back; reconnecting");
-            slot.conn = None;
-            slot.in_tx = false;
-        }
         let conn = match slot.conn.as_mut() {
             Some(c) => c,
             None => slot.conn.insert(
@@ -197,6 +190,19 @@ impl SqliteStore {
     }
 }
 
+/// A transaction dropped unfinished (an error or a panic mid-batch) must not keep SQLite's
+/// write lock until the next write comes: its connection is closed at once, which rolls it
+/// back, and the next transaction starts on a fresh one.
+impl Drop for SqliteTx {
+    fn drop(&mut self) {
+        if self.slot.in_tx {
+            tracing::warn!("SQLite writer: unfinished transaction rolled back; reconnecting");
+            self.slot.conn = None;
+            self.slot.in_tx = false;
+        }
+    }
+}
+
 impl SqliteTx {
     fn conn(&mut self) -> Result<&mut SqliteConnection> {
         self.slot
@@ -280,5 +286,44 @@ impl SqliteTx {
             .map_err(StoreError::classify)?;
         self.slot.in_tx = false;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failed batch's transaction must not hold the write lock for other connections.
+    #[tokio::test]
+    async fn a_dropped_transaction_releases_the_write_lock_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        let tx = store.begin().await.unwrap();
+        drop(tx);
+        let mut other = SqliteConnection::connect_with(
+            &SqliteConnectOptions::from_str(&url)
+                .unwrap()
+                .busy_timeout(Duration::from_millis(100)),
+        )
+        .await
+        .unwrap();
+        // At once, not when the writer happens to start its next transaction.
+        let mut locked = true;
+        for _ in 0..20 {
+            if sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut other)
+                .await
+                .is_ok()
+            {
+                locked = false;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(!locked, "the write lock is still held");
+        sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+        // And the writer starts a fresh transaction afterwards.
+        store.begin().await.unwrap().commit().await.unwrap();
     }
 }

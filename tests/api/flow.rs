@@ -27,6 +27,7 @@ async fn a_user_sets_verifies_changes_resends_and_removes_a_phone() {
     assert!(set.body["details"].get("creationDate").is_none());
 
     let code = app.wait_for_code("+41710000000", 1).await;
+    app.wait_for_code_sent("user-1", 1).await;
     let msg = &app.sms_messages()[0];
     assert_eq!(
         msg["text"],
@@ -64,12 +65,14 @@ async fn a_user_sets_verifies_changes_resends_and_removes_a_phone() {
         "isPhoneVerified false is omitted"
     );
     app.wait_for_code("+41791234567", 1).await;
+    app.wait_for_code_sent("user-1", 2).await;
 
     app.advance(31_000);
     let resent = app.resend(&t).await;
     assert_eq!(resent.status, 200, "{}", resent.body);
     assert!(resent.sequence() > set2.sequence());
     let second = app.wait_for_code("+41791234567", 2).await;
+    app.wait_for_code_sent("user-1", 3).await;
     assert_eq!(app.verify(&t, &second).await.status, 200);
 
     let removed = app.remove(&t).await;

@@ -232,6 +232,24 @@ impl TestApp {
         );
     }
 
+    /// Waits until the worker recorded `count` deliveries (`code.sent`) for `user`: the SMS
+    /// reaches the log provider a moment before its event is written.
+    pub async fn wait_for_code_sent(&self, user: &str, count: usize) {
+        for _ in 0..200 {
+            let sent = self
+                .events(user)
+                .await
+                .iter()
+                .filter(|e| e.event_type == "user.human.phone.code.sent")
+                .count();
+            if sent >= count {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("delivery number {count} of {user} was not recorded");
+    }
+
     pub fn advance(&self, ms: i64) {
         self.clock.advance_ms(ms);
     }
@@ -254,6 +272,13 @@ impl TestApp {
     pub async fn sabotage(&self, sql: &'static str) {
         on_test_db!(self, c => {
             sqlx::query(sql).execute(&mut c).await.unwrap();
+        });
+    }
+
+    /// As `sabotage`, with one text parameter bound as `$1`.
+    pub async fn sabotage_with(&self, sql: &'static str, param: &str) {
+        on_test_db!(self, c => {
+            sqlx::query(sql).bind(param).execute(&mut c).await.unwrap();
         });
     }
 

@@ -4,6 +4,7 @@ mod binary;
 mod crash;
 mod delivery;
 mod errors;
+mod failures;
 mod flow;
 mod helpers;
 mod limits;
