@@ -1,13 +1,13 @@
-//! The write path: a batch of commands in one transaction. On SQLite one task group-commits
-//! whatever is queued (one fsync for many requests); on PostgreSQL each request runs its own
-//! transaction, re-run when another replica took the same sequence. Either way a failing
-//! command fails only itself.
+//! The write path: group commit. Tasks take whatever commands are queued and run them in one
+//! transaction (one commit for many requests): one task on SQLite, which has one writer
+//! anyway, several on PostgreSQL. A batch that lost a race with another replica is re-run;
+//! a failing command fails only itself.
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures::FutureExt;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
 use super::AppError;
 use crate::clock::Millis;
@@ -15,12 +15,14 @@ use crate::domain::{
     Command, DomainError, PhoneState, Policies, ResourceOwner, UserId, decide, os_random,
 };
 use crate::sealed_sms::SmsSealer;
-use crate::store::{Changes, NewOutboxRow, Store, StoreError};
+use crate::store::{BatchWrites, NewEvent, NewOutboxRow, Store, StoreError};
 
 /// Commands committed in one transaction at most; one fsync covers them all.
 const MAX_BATCH: usize = 256;
-/// A command that lost a race on its sequence to another replica is re-run this often.
+/// A batch that lost a race on a sequence to another replica is re-run this often.
 const MAX_RETRIES: usize = 8;
+/// Batches in flight at once on PostgreSQL (each holds one pooled connection).
+const PG_WRITERS: usize = 4;
 
 /// One command on one user's phone, with everything needed to decide it.
 #[derive(Debug, Clone)]
@@ -44,25 +46,23 @@ pub struct Executed {
 
 type Reply = oneshot::Sender<Result<Executed, AppError>>;
 
-pub(super) enum Queued {
+enum Queued {
     Job(Box<Job>, Reply),
     /// Readiness: can a write transaction start and commit?
     Probe(oneshot::Sender<Result<(), AppError>>),
 }
 
 /// What every batch needs besides its commands.
-pub(super) struct Ctx {
+struct Ctx {
     store: Store,
     policies: Policies,
     sealer: SmsSealer,
     outbox_wakeup: Arc<Notify>,
 }
 
-pub(super) enum Writer {
-    /// SQLite: the queue of the group-commit task.
-    Queue(mpsc::Sender<Queued>),
-    /// PostgreSQL: a transaction per request, from the pool.
-    Direct(Arc<Ctx>),
+/// The queue of the group-commit tasks.
+pub(super) struct Writer {
+    queue: mpsc::Sender<Queued>,
 }
 
 impl Writer {
@@ -72,47 +72,37 @@ impl Writer {
         sealer: SmsSealer,
         outbox_wakeup: Arc<Notify>,
     ) -> Writer {
-        let single_writer = store.single_writer();
+        let writers = if store.single_writer() { 1 } else { PG_WRITERS };
         let ctx = Arc::new(Ctx {
             store,
             policies,
             sealer,
             outbox_wakeup,
         });
-        if !single_writer {
-            return Writer::Direct(ctx);
+        let (queue, rx) = mpsc::channel(4096);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..writers {
+            tokio::spawn(group_commit(ctx.clone(), rx.clone()));
         }
-        let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(group_commit(ctx, rx));
-        Writer::Queue(tx)
+        Writer { queue }
     }
 
     pub async fn execute(&self, job: Job) -> Result<Executed, AppError> {
-        match self {
-            Writer::Queue(queue) => {
-                let (reply, answer) = oneshot::channel();
-                queue
-                    .send(Queued::Job(Box::new(job), reply))
-                    .await
-                    .map_err(|_| AppError::WriterGone)?;
-                answer.await.map_err(|_| AppError::WriterGone)?
-            }
-            Writer::Direct(ctx) => execute_with_retry(ctx, job).await,
-        }
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Queued::Job(Box::new(job), reply))
+            .await
+            .map_err(|_| AppError::WriterGone)?;
+        answer.await.map_err(|_| AppError::WriterGone)?
     }
 
     pub async fn probe(&self) -> Result<(), AppError> {
-        match self {
-            Writer::Queue(queue) => {
-                let (reply, answer) = oneshot::channel();
-                queue
-                    .send(Queued::Probe(reply))
-                    .await
-                    .map_err(|_| AppError::WriterGone)?;
-                answer.await.map_err(|_| AppError::WriterGone)?
-            }
-            Writer::Direct(ctx) => empty_transaction(&ctx.store).await,
-        }
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Queued::Probe(reply))
+            .await
+            .map_err(|_| AppError::WriterGone)?;
+        answer.await.map_err(|_| AppError::WriterGone)?
     }
 }
 
@@ -121,23 +111,32 @@ async fn empty_transaction(store: &Store) -> Result<(), AppError> {
     Ok(())
 }
 
-/// PostgreSQL: one command, its own transaction; a lost race on the sequence is re-run.
-async fn execute_with_retry(ctx: &Ctx, job: Job) -> Result<Executed, AppError> {
-    let jobs = [job];
-    for attempt in 1..=MAX_RETRIES {
-        match run_contained(ctx, &jobs).await {
-            Err(AppError::Store(StoreError::Conflict(_))) if attempt < MAX_RETRIES => {
-                tracing::debug!(attempt, "lost a race on the user's sequence; re-running");
+/// Runs a batch, re-running it while it loses races on a sequence to another replica.
+async fn run_with_retry(
+    ctx: &Ctx,
+    jobs: &[Job],
+) -> Result<Vec<Result<Executed, AppError>>, StoreError> {
+    let mut attempt = 1;
+    loop {
+        match run_batch(ctx, jobs).await {
+            Err(StoreError::Conflict(_)) if attempt < MAX_RETRIES => {
+                tracing::debug!(
+                    attempt,
+                    "lost a race on a user's sequence; re-running the batch"
+                );
+                attempt += 1;
             }
             other => return other,
         }
     }
-    unreachable!("the last attempt returns")
 }
 
 /// Runs one command with a panic contained to it.
 async fn run_contained(ctx: &Ctx, jobs: &[Job]) -> Result<Executed, AppError> {
-    match AssertUnwindSafe(run_batch(ctx, jobs)).catch_unwind().await {
+    match AssertUnwindSafe(run_with_retry(ctx, jobs))
+        .catch_unwind()
+        .await
+    {
         Ok(Ok(mut results)) => results.pop().expect("one result per command"),
         Ok(Err(e)) => Err(e.into()),
         Err(_) => {
@@ -147,12 +146,16 @@ async fn run_contained(ctx: &Ctx, jobs: &[Job]) -> Result<Executed, AppError> {
     }
 }
 
-/// SQLite: takes every command already queued (up to `MAX_BATCH`), runs them in one
-/// transaction, and answers each after the commit. A panic is contained to the batch, then
-/// to the command that raised it; the next transaction starts on a fresh connection.
-async fn group_commit(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Queued>) {
+/// Takes every command already queued (up to `MAX_BATCH`), runs them in one transaction,
+/// and answers each after the commit. A panic is contained to the batch, then to the
+/// command that raised it; on SQLite the next transaction starts on a fresh connection.
+async fn group_commit(ctx: Arc<Ctx>, rx: Arc<Mutex<mpsc::Receiver<Queued>>>) {
     let mut queued = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut queued, MAX_BATCH).await > 0 {
+    loop {
+        // Only the wait for work is shared; batches run side by side.
+        if rx.lock().await.recv_many(&mut queued, MAX_BATCH).await == 0 {
+            break;
+        }
         let mut jobs = Vec::with_capacity(queued.len());
         let mut replies = Vec::with_capacity(queued.len());
         let mut probes = Vec::new();
@@ -197,7 +200,7 @@ async fn group_commit(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Queued>) {
 /// violated constraint), runs each command alone so only that one fails. When the database
 /// itself is unavailable, every command gets that answer at once.
 async fn run_isolated(ctx: &Ctx, jobs: &[Job]) -> Vec<Result<Executed, AppError>> {
-    match run_batch(ctx, jobs).await {
+    match run_with_retry(ctx, jobs).await {
         Ok(results) => results,
         Err(e) if jobs.len() == 1 => vec![Err(e.into())],
         Err(e) if e.is_transient() => {
@@ -210,7 +213,7 @@ async fn run_isolated(ctx: &Ctx, jobs: &[Job]) -> Vec<Result<Executed, AppError>
             tracing::warn!(error = %crate::error_chain(&e), commands = jobs.len(), "write batch failed; re-running its commands one by one");
             let mut results = Vec::with_capacity(jobs.len());
             for job in jobs {
-                let one = run_batch(ctx, std::slice::from_ref(job)).await;
+                let one = run_with_retry(ctx, std::slice::from_ref(job)).await;
                 results.push(match one {
                     Ok(mut r) => r.pop().expect("one result per command"),
                     Err(e) => Err(e.into()),
@@ -221,30 +224,53 @@ async fn run_isolated(ctx: &Ctx, jobs: &[Job]) -> Vec<Result<Executed, AppError>
     }
 }
 
-/// One transaction: per command, load the state (once per user per batch), decide, fold,
-/// seal the SMS and write; then commit. A command whose stored state cannot be read fails
-/// alone, before anything of it is written.
+/// One transaction with a constant number of statements, however many commands: load every
+/// user's state at once, decide and fold each command in memory (in queue order, each
+/// seeing the ones before it), then write all events, projection rows and outbox rows at
+/// once, and commit. A command whose stored state cannot be read fails alone, before
+/// anything is written.
 async fn run_batch(ctx: &Ctx, jobs: &[Job]) -> Result<Vec<Result<Executed, AppError>>, StoreError> {
     let mut tx = ctx.store.begin().await?;
-    let mut states: HashMap<&str, PhoneState> = HashMap::new();
+    let mut users: Vec<&str> = jobs.iter().map(|j| j.user.as_ref()).collect();
+    users.sort_unstable();
+    users.dedup();
+    let mut loaded = tx.load_states(&users).await?;
+    let deliveries: Vec<&str> = jobs
+        .iter()
+        .filter_map(|j| j.delivered_message.as_deref())
+        .collect();
+    let delivered = match deliveries.first() {
+        None => Default::default(),
+        Some(_) => tx.mark_delivered(&deliveries, jobs[0].now).await?,
+    };
+    let mut states: HashMap<&str, PhoneState> = HashMap::with_capacity(users.len());
+    let mut writes = BatchWrites::default();
+    let mut changed: Vec<&str> = Vec::new();
     let mut results = Vec::with_capacity(jobs.len());
-    let mut queued_sms = false;
     for job in jobs {
         let user = job.user.as_ref();
         crate::faults::panic_if_asked(user, "writer");
         let state = match states.remove(user) {
             Some(s) => s,
-            None => match tx.load_state(user).await {
-                Ok(s) => s,
-                Err(e @ StoreError::DamagedState(_)) => {
-                    results.push(Err(e.into()));
+            None => match loaded.remove(user) {
+                None => PhoneState::default(),
+                Some(Ok(s)) => s,
+                Some(Err(e)) => {
+                    // Every later command of this user in the batch fails the same way.
+                    let error = e.to_string();
+                    loaded.insert(user.to_owned(), Err(e));
+                    tracing::error!(user, error, "stored phone state is damaged");
+                    results.push(Err(AppError::Store(StoreError::Data(sqlx::Error::Decode(
+                        error.into(),
+                    )))));
                     continue;
                 }
-                Err(e) => return Err(e),
             },
         };
-        if let Some(id) = &job.delivered_message
-            && !tx.mark_delivered(id, job.now).await?
+        if job
+            .delivered_message
+            .as_ref()
+            .is_some_and(|id| !delivered.contains(id))
         {
             results.push(Ok(Executed {
                 outcome: Ok(()),
@@ -263,33 +289,30 @@ async fn run_batch(ctx: &Ctx, jobs: &[Job]) -> Result<Vec<Result<Executed, AppEr
             .fold(state, |s, (event, seq)| s.apply(event, seq, job.now));
         let wrote_events = !decision.events.is_empty();
         if wrote_events {
-            let message_id = new_message_id();
-            let sealed;
-            let recipient;
-            let sms = match (&decision.sms, &next.code) {
-                (Some(sms), Some(code)) => {
-                    sealed = ctx.sealer.seal(sms);
-                    recipient = sms.to.masked();
-                    Some(NewOutboxRow {
-                        id: &message_id,
-                        code_sequence: code.sequence,
-                        recipient_masked: &recipient,
-                        sealed: &sealed,
-                    })
-                }
-                _ => None,
-            };
-            queued_sms |= sms.is_some();
-            tx.write(&Changes {
-                user,
-                owner: job.owner.as_ref(),
-                at: job.now,
-                first_seq,
-                events: &decision.events,
-                state: &next,
-                sms,
-            })
-            .await?;
+            if !changed.contains(&user) {
+                changed.push(user);
+            }
+            for (event, sequence) in decision.events.iter().zip(first_seq..) {
+                writes.events.push(NewEvent {
+                    user,
+                    sequence,
+                    event_type: event.event_type(),
+                    payload: event.payload().to_string(),
+                    at: job.now,
+                    owner: job.owner.as_ref(),
+                });
+            }
+            if let (Some(sms), Some(code)) = (&decision.sms, &next.code) {
+                writes.outbox.push(NewOutboxRow {
+                    id: new_message_id(),
+                    user,
+                    owner: job.owner.as_ref(),
+                    code_sequence: code.sequence,
+                    recipient_masked: sms.to.masked(),
+                    sealed: ctx.sealer.seal(sms),
+                    at: job.now,
+                });
+            }
         }
         results.push(Ok(Executed {
             outcome: decision.outcome,
@@ -298,8 +321,13 @@ async fn run_batch(ctx: &Ctx, jobs: &[Job]) -> Result<Vec<Result<Executed, AppEr
         }));
         states.insert(user, next);
     }
+    writes.phones = changed
+        .into_iter()
+        .map(|user| (user, states[user].to_stored()))
+        .collect();
+    tx.write(&writes).await?;
     tx.commit().await?;
-    if queued_sms {
+    if !writes.outbox.is_empty() {
         ctx.outbox_wakeup.notify_waiters();
     }
     Ok(results)

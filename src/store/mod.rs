@@ -4,6 +4,8 @@ mod postgres;
 mod queries;
 mod sqlite;
 
+use std::collections::{HashMap, HashSet};
+
 use crate::clock::Millis;
 use crate::domain::{Event, PhoneState, StateFormatError};
 
@@ -149,25 +151,46 @@ pub struct StoredSecrets {
     pub outbox_key: String,
 }
 
-/// What one command writes: events numbered from `first_seq`, the new projection state, and
-/// the SMS to queue.
-pub struct Changes<'a> {
+/// An event to append.
+pub struct NewEvent<'a> {
     pub user: &'a str,
-    pub owner: &'a str,
+    pub sequence: u64,
+    pub event_type: &'static str,
+    pub payload: String,
     pub at: Millis,
-    pub first_seq: u64,
-    pub events: &'a [Event],
-    pub state: &'a PhoneState,
-    pub sms: Option<NewOutboxRow<'a>>,
+    pub owner: &'a str,
 }
 
 /// An outbox row to insert, its message already sealed.
 pub struct NewOutboxRow<'a> {
-    pub id: &'a str,
+    pub id: String,
+    pub user: &'a str,
+    pub owner: &'a str,
     pub code_sequence: u64,
-    pub recipient_masked: &'a str,
-    pub sealed: &'a [u8],
+    pub recipient_masked: String,
+    pub sealed: Vec<u8>,
+    pub at: Millis,
 }
+
+/// Everything a batch of commands writes, stored in one statement per table (one in all on
+/// PostgreSQL), however many commands the batch holds.
+#[derive(Default)]
+pub struct BatchWrites<'a> {
+    pub events: Vec<NewEvent<'a>>,
+    /// The new projection state of each user who got events, once per user.
+    pub phones: Vec<(&'a str, String)>,
+    pub outbox: Vec<NewOutboxRow<'a>>,
+}
+
+impl BatchWrites<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.phones.is_empty() && self.outbox.is_empty()
+    }
+}
+
+/// The users' states as of a write transaction; a state that does not read back is an
+/// error for that user only.
+pub type LoadedStates = HashMap<String, std::result::Result<PhoneState, StateFormatError>>;
 
 #[derive(Clone)]
 pub enum Store {
@@ -329,31 +352,36 @@ impl Store {
 }
 
 impl WriteTx {
-    /// The user's projection state as of this transaction (PostgreSQL locks the row).
-    pub async fn load_state(&mut self, user: &str) -> Result<PhoneState> {
-        let text = match self {
-            WriteTx::Sqlite(tx) => tx.load_state(user).await?,
-            WriteTx::Postgres(tx) => postgres::load_state_for_update(tx, user).await?,
+    /// The states of `users` (each once) as of this transaction; PostgreSQL locks the rows,
+    /// in user order so concurrent batches cannot deadlock. Users without a row are absent.
+    pub async fn load_states(&mut self, users: &[&str]) -> Result<LoadedStates> {
+        let rows = match self {
+            WriteTx::Sqlite(tx) => tx.load_states(users).await?,
+            WriteTx::Postgres(tx) => postgres::load_states_for_update(tx, users).await?,
         };
-        match text {
-            None => Ok(PhoneState::default()),
-            Some(t) => PhoneState::from_stored(&t).map_err(StoreError::DamagedState),
-        }
+        Ok(rows
+            .into_iter()
+            .map(|(user, text)| (user, PhoneState::from_stored(&text)))
+            .collect())
     }
 
-    /// Marks an outbox message delivered; false when it was no longer pending.
-    pub async fn mark_delivered(&mut self, id: &str, now: Millis) -> Result<bool> {
-        match self {
-            WriteTx::Sqlite(tx) => tx.mark_delivered(id, now).await,
-            WriteTx::Postgres(tx) => postgres::mark_delivered(tx, id, now).await,
-        }
+    /// Marks outbox messages delivered; returns those that were still pending.
+    pub async fn mark_delivered(&mut self, ids: &[&str], now: Millis) -> Result<HashSet<String>> {
+        let done = match self {
+            WriteTx::Sqlite(tx) => tx.mark_delivered(ids, now).await?,
+            WriteTx::Postgres(tx) => postgres::mark_delivered(tx, ids, now).await?,
+        };
+        Ok(done.into_iter().collect())
     }
 
-    /// Appends the events, replaces the projection row and queues the SMS.
-    pub async fn write(&mut self, changes: &Changes<'_>) -> Result<()> {
+    /// Appends the events, replaces the projection rows and queues the SMS.
+    pub async fn write(&mut self, writes: &BatchWrites<'_>) -> Result<()> {
+        if writes.is_empty() {
+            return Ok(());
+        }
         match self {
-            WriteTx::Sqlite(tx) => tx.write(changes).await,
-            WriteTx::Postgres(tx) => postgres::write(tx, changes).await,
+            WriteTx::Sqlite(tx) => tx.write(writes).await,
+            WriteTx::Postgres(tx) => postgres::write(tx, writes).await,
         }
     }
 

@@ -7,11 +7,22 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, Transaction};
 
-use super::queries::{self, ClaimRow, EventRow, OutboxListRow, QueueStatsRow, SecretsRow};
-use super::{Changes, OutboxSettle, Result, StoreError, StoredSecrets};
+use super::queries::{
+    self, ClaimRow, EventRow, OutboxListRow, QueueStatsRow, SecretsRow, StateRow,
+};
+use super::{BatchWrites, OutboxSettle, Result, StoreError, StoredSecrets};
 use crate::clock::Millis;
 
-const LOAD_STATE_FOR_UPDATE: &str = "SELECT state FROM phones WHERE user_id = $1 FOR UPDATE";
+/// Locks the batch's rows in one statement, in user order: two batches locking overlapping
+/// users always lock them in the same order, so they cannot deadlock.
+const LOAD_STATES_FOR_UPDATE: &str =
+    "SELECT user_id, state FROM phones WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE";
+
+const MARK_DELIVERED: &str =
+    "UPDATE sms_outbox SET status = 'delivered', payload = NULL, lease_until = NULL,
+            attempts = attempts + 1, last_error = NULL, updated_at = $2
+     WHERE status = 'pending' AND id = ANY($1)
+     RETURNING id";
 
 const CLAIM: &str = "UPDATE sms_outbox SET lease_until = $1, updated_at = $2
      WHERE id IN (SELECT id FROM sms_outbox
@@ -21,18 +32,21 @@ const CLAIM: &str = "UPDATE sms_outbox SET lease_until = $1, updated_at = $2
                   FOR UPDATE SKIP LOCKED)
      RETURNING id, user_id, resource_owner, code_sequence, recipient_masked, payload, attempts, created_at";
 
-/// A command's events, projection and outbox row in one statement (data-modifying CTEs):
-/// one round trip instead of three on the write path.
-const WRITE_CHANGES: &str = "WITH ev AS (
+/// A batch's events, projection rows and outbox rows in one statement (data-modifying CTEs
+/// over arrays): one round trip however many commands the batch holds.
+const WRITE_BATCH: &str = "WITH ev AS (
        INSERT INTO events (aggregate_id, sequence, event_type, payload, created_at, resource_owner)
-       SELECT $1, s, t, p, $3, $2 FROM UNNEST($4::BIGINT[], $5::TEXT[], $6::TEXT[]) AS x(s, t, p)
+       SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::TEXT[])
      ), ph AS (
-       INSERT INTO phones (user_id, state) VALUES ($1, $7)
+       INSERT INTO phones (user_id, state)
+       SELECT * FROM UNNEST($7::TEXT[], $8::TEXT[])
        ON CONFLICT (user_id) DO UPDATE SET state = excluded.state
      ), ob AS (
        INSERT INTO sms_outbox (id, user_id, resource_owner, code_sequence, recipient_masked,
                                payload, status, attempts, next_attempt_at, created_at, updated_at)
-       SELECT $8, $1, $2, $9, $10, $11, 'pending', 0, $3, $3, $3 WHERE $8::TEXT IS NOT NULL
+       SELECT i, u, o, c, r, p, 'pending', 0, a, a, a
+       FROM UNNEST($9::TEXT[], $10::TEXT[], $11::TEXT[], $12::BIGINT[], $13::TEXT[], $14::BYTEA[], $15::BIGINT[])
+         AS x(i, u, o, c, r, p, a)
      )
      SELECT 1";
 
@@ -210,46 +224,58 @@ impl PgStore {
     }
 }
 
-pub(super) async fn load_state_for_update(
+pub(super) async fn load_states_for_update(
     conn: &mut PgConnection,
-    user: &str,
-) -> Result<Option<String>> {
-    sqlx::query_scalar(LOAD_STATE_FOR_UPDATE)
-        .bind(user)
-        .fetch_optional(conn)
+    users: &[&str],
+) -> Result<Vec<(String, String)>> {
+    let rows: Vec<StateRow> = sqlx::query_as(LOAD_STATES_FOR_UPDATE)
+        .bind(users)
+        .fetch_all(conn)
+        .await
+        .map_err(StoreError::classify)?;
+    Ok(rows.into_iter().map(|r| (r.user_id, r.state)).collect())
+}
+
+pub(super) async fn mark_delivered(
+    conn: &mut PgConnection,
+    ids: &[&str],
+    now: Millis,
+) -> Result<Vec<String>> {
+    sqlx::query_scalar(MARK_DELIVERED)
+        .bind(ids)
+        .bind(now)
+        .fetch_all(conn)
         .await
         .map_err(StoreError::classify)
 }
 
-pub(super) async fn mark_delivered(conn: &mut PgConnection, id: &str, now: Millis) -> Result<bool> {
-    let done = sqlx::query(queries::MARK_DELIVERED)
-        .bind(id)
-        .bind(now)
-        .execute(conn)
-        .await
-        .map_err(StoreError::classify)?;
-    Ok(done.rows_affected() == 1)
-}
-
-pub(super) async fn write(conn: &mut PgConnection, c: &Changes<'_>) -> Result<()> {
-    let seqs: Vec<i64> = (0..c.events.len())
-        .map(|i| (c.first_seq + i as u64) as i64)
-        .collect();
-    let types: Vec<&str> = c.events.iter().map(|e| e.event_type()).collect();
-    let payloads: Vec<String> = c.events.iter().map(|e| e.payload().to_string()).collect();
-    let sms = c.sms.as_ref();
-    sqlx::query(WRITE_CHANGES)
-        .bind(c.user)
-        .bind(c.owner)
-        .bind(c.at)
-        .bind(seqs)
-        .bind(types)
-        .bind(payloads)
-        .bind(c.state.to_stored())
-        .bind(sms.map(|s| s.id))
-        .bind(sms.map(|s| s.code_sequence as i64))
-        .bind(sms.map(|s| s.recipient_masked))
-        .bind(sms.map(|s| s.sealed))
+pub(super) async fn write(conn: &mut PgConnection, w: &BatchWrites<'_>) -> Result<()> {
+    let ev = &w.events;
+    let ob = &w.outbox;
+    sqlx::query(WRITE_BATCH)
+        .bind(ev.iter().map(|e| e.user).collect::<Vec<_>>())
+        .bind(ev.iter().map(|e| e.sequence as i64).collect::<Vec<_>>())
+        .bind(ev.iter().map(|e| e.event_type).collect::<Vec<_>>())
+        .bind(ev.iter().map(|e| e.payload.as_str()).collect::<Vec<_>>())
+        .bind(ev.iter().map(|e| e.at).collect::<Vec<_>>())
+        .bind(ev.iter().map(|e| e.owner).collect::<Vec<_>>())
+        .bind(w.phones.iter().map(|(u, _)| *u).collect::<Vec<_>>())
+        .bind(w.phones.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>())
+        .bind(ob.iter().map(|m| m.id.as_str()).collect::<Vec<_>>())
+        .bind(ob.iter().map(|m| m.user).collect::<Vec<_>>())
+        .bind(ob.iter().map(|m| m.owner).collect::<Vec<_>>())
+        .bind(
+            ob.iter()
+                .map(|m| m.code_sequence as i64)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            ob.iter()
+                .map(|m| m.recipient_masked.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(ob.iter().map(|m| m.sealed.as_slice()).collect::<Vec<_>>())
+        .bind(ob.iter().map(|m| m.at).collect::<Vec<_>>())
         .execute(conn)
         .await
         .map_err(StoreError::classify)?;

@@ -1,31 +1,8 @@
 //! SQL the two engines share (`$n` placeholders, types both read alike) and the typed rows
 //! the queries return. Statements that differ per engine live in that engine's file.
 
-/// The projection row of one user (PostgreSQL locks it inside a write: its own statement).
+/// The projection row of one user, for reads outside a write.
 pub(super) const LOAD_STATE: &str = "SELECT state FROM phones WHERE user_id = $1";
-
-pub(super) const INSERT_EVENT: &str =
-    "INSERT INTO events (aggregate_id, sequence, event_type, payload, created_at, resource_owner)
-     VALUES ($1, $2, $3, $4, $5, $6)";
-
-/// Two events in one statement: a Set's usual pair, one round trip instead of two.
-pub(super) const INSERT_TWO_EVENTS: &str =
-    "INSERT INTO events (aggregate_id, sequence, event_type, payload, created_at, resource_owner)
-     VALUES ($1, $2, $3, $4, $5, $6), ($1, $7, $8, $9, $5, $6)";
-
-pub(super) const UPSERT_PHONE: &str = "INSERT INTO phones (user_id, state) VALUES ($1, $2)
-     ON CONFLICT (user_id) DO UPDATE SET state = excluded.state";
-
-pub(super) const ENQUEUE_SMS: &str =
-    "INSERT INTO sms_outbox (id, user_id, resource_owner, code_sequence, recipient_masked,
-                             payload, status, attempts, next_attempt_at, created_at, updated_at)
-     VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7)";
-
-/// Marks a message delivered (text wiped) when it is still pending.
-pub(super) const MARK_DELIVERED: &str =
-    "UPDATE sms_outbox SET status = 'delivered', payload = NULL, lease_until = NULL,
-            attempts = attempts + 1, last_error = NULL, updated_at = $2
-     WHERE id = $1 AND status = 'pending'";
 
 pub(super) const EVENTS: &str = "SELECT sequence, event_type, payload, created_at, resource_owner
      FROM events WHERE aggregate_id = $1 ORDER BY sequence";
@@ -61,6 +38,12 @@ pub(super) const QUEUE_STATS: &str = "SELECT
      FROM sms_outbox";
 
 pub(super) const PING: &str = "SELECT 1";
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct StateRow {
+    pub user_id: String,
+    pub state: String,
+}
 
 #[derive(Debug, sqlx::FromRow)]
 pub(super) struct EventRow {

@@ -12,8 +12,8 @@ use sqlx::sqlite::{
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::queries::{self, ClaimRow, EventRow, OutboxListRow, QueueStatsRow};
-use super::{Changes, OutboxSettle, Result, StoreError};
+use super::queries::{self, ClaimRow, EventRow, OutboxListRow, QueueStatsRow, StateRow};
+use super::{BatchWrites, OutboxSettle, Result, StoreError};
 use crate::clock::Millis;
 
 const CLAIM: &str = "UPDATE sms_outbox SET lease_until = $1, updated_at = $2
@@ -22,6 +22,35 @@ const CLAIM: &str = "UPDATE sms_outbox SET lease_until = $1, updated_at = $2
                     AND (lease_until IS NULL OR lease_until <= $2)
                   ORDER BY next_attempt_at LIMIT $3)
      RETURNING id, user_id, resource_owner, code_sequence, recipient_masked, payload, attempts, created_at";
+
+// A batch's rows travel as one JSON array parameter each, unpacked by `json_each`: one
+// statement per table per batch instead of one per command (every statement is a thread
+// hand-off to sqlx's SQLite worker, the main cost here).
+
+const LOAD_STATES: &str =
+    "SELECT user_id, state FROM phones WHERE user_id IN (SELECT value FROM json_each($1))";
+
+const MARK_DELIVERED: &str =
+    "UPDATE sms_outbox SET status = 'delivered', payload = NULL, lease_until = NULL,
+            attempts = attempts + 1, last_error = NULL, updated_at = $2
+     WHERE status = 'pending' AND id IN (SELECT value FROM json_each($1))
+     RETURNING id";
+
+const INSERT_EVENTS: &str = "INSERT INTO events (aggregate_id, sequence, event_type, payload, created_at, resource_owner)
+     SELECT value ->> '$.u', value ->> '$.s', value ->> '$.t', value ->> '$.p', value ->> '$.a', value ->> '$.o'
+     FROM json_each($1)";
+
+// `WHERE true` tells SQLite's parser the ON CONFLICT belongs to the INSERT, not a join.
+const UPSERT_PHONES: &str = "INSERT INTO phones (user_id, state)
+     SELECT value ->> '$.u', value ->> '$.s' FROM json_each($1) WHERE true
+     ON CONFLICT (user_id) DO UPDATE SET state = excluded.state";
+
+const ENQUEUE_SMS: &str =
+    "INSERT INTO sms_outbox (id, user_id, resource_owner, code_sequence, recipient_masked,
+                             payload, status, attempts, next_attempt_at, created_at, updated_at)
+     SELECT value ->> '$.id', value ->> '$.u', value ->> '$.o', value ->> '$.c', value ->> '$.r',
+            unhex(value ->> '$.p'), 'pending', 0, value ->> '$.a', value ->> '$.a', value ->> '$.a'
+     FROM json_each($1)";
 
 /// The writer connection, and whether a transaction is open on it.
 struct WriterSlot {
@@ -211,67 +240,60 @@ impl SqliteTx {
             .ok_or(StoreError::Unavailable(sqlx::Error::PoolClosed))
     }
 
-    pub(super) async fn load_state(&mut self, user: &str) -> Result<Option<String>> {
-        sqlx::query_scalar(queries::LOAD_STATE)
-            .bind(user)
-            .fetch_optional(self.conn()?)
+    pub(super) async fn load_states(&mut self, users: &[&str]) -> Result<Vec<(String, String)>> {
+        let rows: Vec<StateRow> = sqlx::query_as(LOAD_STATES)
+            .bind(serde_json::to_string(users).expect("strings"))
+            .fetch_all(self.conn()?)
+            .await
+            .map_err(StoreError::classify)?;
+        Ok(rows.into_iter().map(|r| (r.user_id, r.state)).collect())
+    }
+
+    pub(super) async fn mark_delivered(
+        &mut self,
+        ids: &[&str],
+        now: Millis,
+    ) -> Result<Vec<String>> {
+        sqlx::query_scalar(MARK_DELIVERED)
+            .bind(serde_json::to_string(ids).expect("strings"))
+            .bind(now)
+            .fetch_all(self.conn()?)
             .await
             .map_err(StoreError::classify)
     }
 
-    pub(super) async fn mark_delivered(&mut self, id: &str, now: Millis) -> Result<bool> {
-        let done = sqlx::query(queries::MARK_DELIVERED)
-            .bind(id)
-            .bind(now)
-            .execute(self.conn()?)
-            .await
-            .map_err(StoreError::classify)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Statement by statement (SQLite has no data-modifying CTEs): events two at a time,
-    /// then the projection, then the outbox row.
-    pub(super) async fn write(&mut self, c: &Changes<'_>) -> Result<()> {
+    pub(super) async fn write(&mut self, w: &BatchWrites<'_>) -> Result<()> {
+        use serde_json::json;
         let conn = self.conn()?;
-        for (i, pair) in c.events.chunks(2).enumerate() {
-            let seq = (c.first_seq + 2 * i as u64) as i64;
-            let first = &pair[0];
-            let q = match pair.get(1) {
-                Some(second) => sqlx::query(queries::INSERT_TWO_EVENTS)
-                    .bind(c.user)
-                    .bind(seq)
-                    .bind(first.event_type())
-                    .bind(first.payload().to_string())
-                    .bind(c.at)
-                    .bind(c.owner)
-                    .bind(seq + 1)
-                    .bind(second.event_type())
-                    .bind(second.payload().to_string()),
-                None => sqlx::query(queries::INSERT_EVENT)
-                    .bind(c.user)
-                    .bind(seq)
-                    .bind(first.event_type())
-                    .bind(first.payload().to_string())
-                    .bind(c.at)
-                    .bind(c.owner),
-            };
-            q.execute(&mut *conn).await.map_err(StoreError::classify)?;
-        }
-        sqlx::query(queries::UPSERT_PHONE)
-            .bind(c.user)
-            .bind(c.state.to_stored())
-            .execute(&mut *conn)
-            .await
-            .map_err(StoreError::classify)?;
-        if let Some(sms) = &c.sms {
-            sqlx::query(queries::ENQUEUE_SMS)
-                .bind(sms.id)
-                .bind(c.user)
-                .bind(c.owner)
-                .bind(sms.code_sequence as i64)
-                .bind(sms.recipient_masked)
-                .bind(sms.sealed)
-                .bind(c.at)
+        let batches = [
+            (
+                INSERT_EVENTS,
+                w.events
+                    .iter()
+                    .map(|e| json!({"u": e.user, "s": e.sequence, "t": e.event_type, "p": e.payload, "a": e.at, "o": e.owner}))
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                UPSERT_PHONES,
+                w.phones
+                    .iter()
+                    .map(|(user, state)| json!({"u": user, "s": state}))
+                    .collect(),
+            ),
+            (
+                ENQUEUE_SMS,
+                w.outbox
+                    .iter()
+                    .map(|m| json!({"id": m.id, "u": m.user, "o": m.owner, "c": m.code_sequence, "r": m.recipient_masked, "p": hex::encode(&m.sealed), "a": m.at}))
+                    .collect(),
+            ),
+        ];
+        for (sql, rows) in batches {
+            if rows.is_empty() {
+                continue;
+            }
+            sqlx::query(sql)
+                .bind(serde_json::Value::Array(rows).to_string())
                 .execute(&mut *conn)
                 .await
                 .map_err(StoreError::classify)?;
