@@ -203,5 +203,8 @@ mod tests {
             Err(StateFormatError::TooNew(2))
         ));
         assert!(PhoneState::from_stored("not json").is_err());
+        // A stored number that does not parse is damage, not a phone.
+        let bad_phone = UNVERSIONED_ROW.replace("+41710000000", "+0");
+        assert!(PhoneState::from_stored(&bad_phone).is_err());
     }
 }

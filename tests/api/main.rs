@@ -8,6 +8,8 @@ mod failures;
 mod flow;
 mod helpers;
 mod limits;
+mod logging;
+mod metrics;
 mod openapi;
 mod postgres;
 mod races;
