@@ -1,143 +1,218 @@
 //! Prometheus metrics: SMS delivery counters, outbox queue gauges, and per-route request
-//! counts and latencies. Hand-rolled to keep the request path to a few atomic adds.
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+//! latencies, kept by `prometheus-client`. Every label value comes from a fixed set, so no
+//! client can add series (STYLE 18).
+use std::fmt::Write as _;
+
+use poem::http::Method;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder, text};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use crate::store::QueueStats;
 
-#[derive(Default)]
-pub struct Counter(AtomicU64);
-
-impl Counter {
-    pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
+/// What `render` writes: the OpenMetrics text format, which Prometheus reads.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Latency bucket bounds in seconds.
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
-#[derive(Default, Clone)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+/// A request's method as a label: the methods HTTP APIs use, and `other` for the rest,
+/// which a client can make up without end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MethodLabel {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Patch,
+    Options,
+    Other,
 }
 
-#[derive(Default)]
+impl MethodLabel {
+    pub fn of(method: &Method) -> Self {
+        match method.as_str() {
+            "GET" => Self::Get,
+            "HEAD" => Self::Head,
+            "POST" => Self::Post,
+            "PUT" => Self::Put,
+            "DELETE" => Self::Delete,
+            "PATCH" => Self::Patch,
+            "OPTIONS" => Self::Options,
+            _ => Self::Other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Head => "HEAD",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Delete => "DELETE",
+            Self::Patch => "PATCH",
+            Self::Options => "OPTIONS",
+            Self::Other => "other",
+        }
+    }
+}
+
+impl EncodeLabelValue for MethodLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+/// One request series; the field order is the label order.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    /// A route template (`startup::route_label`), never the raw path.
+    route: &'static str,
+    method: MethodLabel,
+    status: u16,
+}
+
+type RequestHistograms = Family<RequestLabels, Histogram, fn() -> Histogram>;
+
 pub struct Metrics {
     pub sms_sent: Counter,
     pub sms_failed: Counter,
     pub sms_retried: Counter,
     pub sms_parked: Counter,
     pub sms_dropped: Counter,
-    /// (route, method, status) → latency histogram.
-    requests: Mutex<BTreeMap<(&'static str, String, u16), Histogram>>,
+    requests: RequestHistograms,
+    /// Handles to the metrics above, for `render`.
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut m = Metrics {
+            sms_sent: Counter::default(),
+            sms_failed: Counter::default(),
+            sms_retried: Counter::default(),
+            sms_parked: Counter::default(),
+            sms_dropped: Counter::default(),
+            requests: Family::new_with_constructor(|| Histogram::new(BUCKETS)),
+            registry: Registry::default(),
+        };
+        // Counters are named without `_total`: the encoder adds it to the sample.
+        for (name, help, counter) in [
+            (
+                "phoneproof_sms_sent",
+                "SMS accepted by the provider",
+                &m.sms_sent,
+            ),
+            (
+                "phoneproof_sms_failed",
+                "SMS delivery attempts that failed",
+                &m.sms_failed,
+            ),
+            (
+                "phoneproof_sms_retried",
+                "SMS scheduled for another attempt",
+                &m.sms_retried,
+            ),
+            (
+                "phoneproof_sms_parked",
+                "SMS parked after a permanent failure or too many attempts",
+                &m.sms_parked,
+            ),
+            (
+                "phoneproof_sms_dropped",
+                "SMS dropped because their code was replaced, used or expired",
+                &m.sms_dropped,
+            ),
+        ] {
+            m.registry.register(name, help, counter.clone());
+        }
+        m.registry.register(
+            "phoneproof_http_request_duration_seconds",
+            "HTTP requests by route, method and status",
+            m.requests.clone(),
+        );
+        m
+    }
 }
 
 impl Metrics {
-    pub fn observe_request(&self, route: &'static str, method: &str, status: u16, secs: f64) {
-        let mut map = self.requests.lock().expect("metrics lock");
-        let h = map.entry((route, method.to_owned(), status)).or_default();
-        h.count += 1;
-        h.sum += secs;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if secs <= *bound {
-                h.counts[i] += 1;
-            }
-        }
+    /// Once a series exists this allocates nothing: a shared read of the series map and
+    /// the series' own lock.
+    pub fn observe_request(
+        &self,
+        route: &'static str,
+        method: MethodLabel,
+        status: u16,
+        secs: f64,
+    ) {
+        let labels = RequestLabels {
+            route,
+            method,
+            status,
+        };
+        self.requests.get_or_create(&labels).observe(secs);
     }
 
+    /// The exposition; the queue gauges are left out when the store could not count.
     pub fn render(&self, queue: Option<QueueStats>) -> String {
         let mut out = String::new();
-        let counters = [
-            (
-                "phoneproof_sms_sent_total",
-                "SMS accepted by the provider.",
-                &self.sms_sent,
-            ),
-            (
-                "phoneproof_sms_failed_total",
-                "SMS delivery attempts that failed.",
-                &self.sms_failed,
-            ),
-            (
-                "phoneproof_sms_retried_total",
-                "SMS scheduled for another attempt.",
-                &self.sms_retried,
-            ),
-            (
-                "phoneproof_sms_parked_total",
-                "SMS parked after a permanent failure or too many attempts.",
-                &self.sms_parked,
-            ),
-            (
-                "phoneproof_sms_dropped_total",
-                "SMS dropped because their code was replaced, used or expired.",
-                &self.sms_dropped,
-            ),
-        ];
-        for (name, help, c) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                c.get()
-            );
-        }
+        text::encode_registry(&mut out, &self.registry).expect("writing to a String");
         if let Some(q) = queue {
-            let gauges = [
-                (
-                    "phoneproof_outbox_due",
-                    "Messages due for delivery now.",
-                    q.due as f64,
-                ),
-                (
-                    "phoneproof_outbox_pending",
-                    "Messages not yet delivered, due or scheduled.",
-                    q.pending as f64,
-                ),
-                (
-                    "phoneproof_outbox_parked",
-                    "Messages parked for an operator.",
-                    q.parked as f64,
-                ),
-                (
-                    "phoneproof_outbox_oldest_due_age_seconds",
-                    "Age of the oldest due message.",
-                    q.oldest_due_age_ms as f64 / 1000.0,
-                ),
-            ];
-            for (name, help, v) in gauges {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-            }
+            // Read from the store for this scrape, so they are constants, not kept state.
+            let mut gauges = Registry::default();
+            gauges.register(
+                "phoneproof_outbox_due",
+                "Messages due for delivery now",
+                ConstGauge::new(q.due),
+            );
+            gauges.register(
+                "phoneproof_outbox_pending",
+                "Messages not yet delivered, due or scheduled",
+                ConstGauge::new(q.pending),
+            );
+            gauges.register(
+                "phoneproof_outbox_parked",
+                "Messages parked for an operator",
+                ConstGauge::new(q.parked),
+            );
+            gauges.register(
+                "phoneproof_outbox_oldest_due_age_seconds",
+                "Age of the oldest due message",
+                ConstGauge::new(q.oldest_due_age_ms as f64 / 1000.0),
+            );
+            text::encode_registry(&mut out, &gauges).expect("writing to a String");
         }
-        let name = "phoneproof_http_request_duration_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} HTTP requests by route, method and status.\n# TYPE {name} histogram"
-        );
-        let map = self.requests.lock().expect("metrics lock").clone();
-        for ((route, method, status), h) in map {
-            let labels = format!("route=\"{route}\",method=\"{method}\",status=\"{status}\"");
-            for (i, bound) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{{{labels},le=\"{bound}\"}} {}",
-                    h.counts[i]
-                );
-            }
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);
-            let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
-        }
+        text::encode_eof(&mut out).expect("writing to a String");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_known_methods_are_label_values() {
+        for (method, label) in [
+            (Method::GET, "GET"),
+            (Method::HEAD, "HEAD"),
+            (Method::POST, "POST"),
+            (Method::PUT, "PUT"),
+            (Method::DELETE, "DELETE"),
+            (Method::PATCH, "PATCH"),
+            (Method::OPTIONS, "OPTIONS"),
+            (Method::TRACE, "other"),
+            (Method::CONNECT, "other"),
+            (Method::from_bytes(b"get").unwrap(), "other"),
+            (Method::from_bytes(b"MADEUP").unwrap(), "other"),
+        ] {
+            assert_eq!(MethodLabel::of(&method).as_str(), label, "{method}");
+        }
     }
 }

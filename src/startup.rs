@@ -12,7 +12,7 @@ use crate::config::{AuthMode, Settings, SmsProviderKind};
 use crate::crypto::{Secrets, decode_key};
 use crate::domain::{CodeHasher, CodePolicy, PhoneNumber, SendPolicy};
 use crate::error::ApiError;
-use crate::metrics::Metrics;
+use crate::metrics::{MethodLabel, Metrics};
 use crate::outbox::{OutboxCodec, Worker};
 use crate::routes::{ops, phone};
 use crate::sms::Provider;
@@ -237,8 +237,9 @@ pub fn build_routes(state: Arc<AppState>) -> impl Endpoint<Output = poem::Respon
             let metrics = metrics.clone();
             async move {
                 let start = Instant::now();
-                let method = req.method().to_string();
-                let path = req.uri().path().to_owned();
+                // Both labels from fixed sets, taken before the request is moved.
+                let method = MethodLabel::of(req.method());
+                let route = route_label(req.uri().path());
                 let resp = match ep.call(req).await {
                     Ok(r) => r.into_response(),
                     Err(e) => {
@@ -247,15 +248,15 @@ pub fn build_routes(state: Arc<AppState>) -> impl Endpoint<Output = poem::Respon
                         if api == ApiError::MethodNotAllowed {
                             r.headers_mut().insert(
                                 header::ALLOW,
-                                HeaderValue::from_static(allowed_methods(&path)),
+                                HeaderValue::from_static(allowed_methods(route)),
                             );
                         }
                         r
                     }
                 };
                 metrics.observe_request(
-                    route_label(&path),
-                    &method,
+                    route,
+                    method,
                     resp.status().as_u16(),
                     start.elapsed().as_secs_f64(),
                 );

@@ -49,7 +49,7 @@ async fn metrics(Data(app): Data<&Arc<AppState>>) -> Response {
         }
     };
     Response::builder()
-        .content_type("text/plain; version=0.0.4")
+        .content_type(crate::metrics::CONTENT_TYPE)
         .body(app.metrics.render(queue))
 }
 

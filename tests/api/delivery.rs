@@ -196,7 +196,7 @@ async fn a_500_then_a_200_delivers_once_after_a_retry() {
         .unwrap();
     assert!(metrics.contains("phoneproof_outbox_due 1"), "{metrics}");
     assert!(
-        metrics.contains("phoneproof_outbox_oldest_due_age_seconds 2\n"),
+        metrics.contains("phoneproof_outbox_oldest_due_age_seconds 2.0\n"),
         "{metrics}"
     );
     assert_eq!(deliver(&app).await, [Delivery::Delivered]);
