@@ -7,6 +7,7 @@ mod errors;
 mod flow;
 mod helpers;
 mod limits;
+mod logging;
 mod metrics;
 mod openapi;
 mod postgres;
