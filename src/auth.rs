@@ -1,7 +1,8 @@
 //! Bearer JWT access tokens: local Ed25519 tokens or an issuer's JWKS, and the extractor
 //! that turns a request into an `AuthenticatedUser`.
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
@@ -10,7 +11,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use poem::{FromRequest, Request, RequestBody, http::header};
 use serde_json::Value;
-use tokio::sync::RwLock;
+use tokio::sync::Mutex;
 
 use crate::config::{AuthMode, AuthSettings};
 use crate::domain::{ResourceOwner, UserId};
@@ -32,10 +33,8 @@ pub enum AuthSetupError {
     NotLocal,
 }
 
-struct JwksCache {
-    keys: HashMap<String, (DecodingKey, Algorithm)>,
-    fetched_at: Option<Instant>,
-}
+/// The issuer's keys by `kid`, each with the one algorithm it may sign with.
+type KeySet = HashMap<String, Arc<(DecodingKey, Algorithm)>>;
 
 enum Keys {
     Local {
@@ -45,7 +44,15 @@ enum Keys {
     Jwks {
         url: String,
         client: reqwest::Client,
-        cache: RwLock<JwksCache>,
+        /// Held only to look a key up or to swap in a fetched set, never across a fetch,
+        /// so tokens with known keys are checked while a refresh waits on the issuer.
+        keys: RwLock<KeySet>,
+        /// One fetch at a time; holds when the last one ended (the rate limit).
+        refresh: Mutex<Option<Instant>>,
+        /// Fetches ended, successful or not. A caller that reads it before its lookup and
+        /// finds it moved once its turn to refresh comes knows another caller's fetch
+        /// answered it, so a burst of unknown kids makes one fetch.
+        fetches: AtomicU64,
         min_refresh: Duration,
     },
 }
@@ -105,10 +112,9 @@ impl TokenVerifier {
                     .timeout(Duration::from_secs(5))
                     .build()
                     .expect("a TLS backend is compiled in"),
-                cache: RwLock::new(JwksCache {
-                    keys: HashMap::new(),
-                    fetched_at: None,
-                }),
+                keys: RwLock::new(HashMap::new()),
+                refresh: Mutex::new(None),
+                fetches: AtomicU64::new(0),
                 min_refresh: Duration::from_secs(settings.jwks_min_refresh_secs),
             },
         };
@@ -155,72 +161,74 @@ impl TokenVerifier {
     /// Loads the issuer's keys at start; a failure is logged, and the next token retries.
     pub async fn warm(&self) {
         if let Keys::Jwks { .. } = &self.keys
-            && let Err(e) = self.refresh_jwks(true).await
+            && let Err(e) = self.refresh_jwks(None).await
         {
             tracing::warn!(error = %e, "could not load the JWKS at start; will retry on the first token");
         }
     }
 
-    async fn refresh_jwks(&self, force: bool) -> Result<(), String> {
+    /// Fetches the JWKS and swaps it in. `seen` is the fetch count the caller read before
+    /// its failed lookup: if a fetch has ended since, or one ended less than `min_refresh`
+    /// ago, there is nothing to do. `None` fetches regardless (at start).
+    async fn refresh_jwks(&self, seen: Option<u64>) -> Result<(), String> {
         let Keys::Jwks {
             url,
             client,
-            cache,
+            keys,
+            refresh,
+            fetches,
             min_refresh,
         } = &self.keys
         else {
             return Ok(());
         };
-        let mut guard = cache.write().await;
-        if !force
-            && let Some(at) = guard.fetched_at
-            && at.elapsed() < *min_refresh
-        {
-            return Ok(());
-        }
-        guard.fetched_at = Some(Instant::now());
-        let set: JwkSet = client
-            .get(url)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| format!("fetching JWKS: {e}"))?
-            .json()
-            .await
-            .map_err(|e| format!("decoding JWKS: {e}"))?;
-        let mut keys = HashMap::new();
-        for jwk in &set.keys {
-            let (Some(kid), Some(alg)) = (jwk.common.key_id.clone(), jwk_algorithm(&jwk.algorithm))
-            else {
-                continue;
-            };
-            if let Ok(key) = DecodingKey::from_jwk(jwk) {
-                keys.insert(kid, (key, alg));
+        let mut last = refresh.lock().await;
+        if let Some(seen) = seen {
+            if fetches.load(Ordering::Acquire) != seen {
+                return Ok(());
+            }
+            if last.is_some_and(|at| at.elapsed() < *min_refresh) {
+                return Ok(());
             }
         }
-        tracing::info!(keys = keys.len(), "JWKS loaded");
-        guard.keys = keys;
-        Ok(())
+        let fetched = fetch_key_set(client, url).await;
+        // Stamped when the fetch ends, failed ones too: a down issuer is asked no more often
+        // than a healthy one, and a fetch abandoned by a gone caller stamps nothing.
+        *last = Some(Instant::now());
+        let result = fetched.map(|set| {
+            tracing::info!(keys = set.len(), "JWKS loaded");
+            *keys.write().unwrap_or_else(PoisonError::into_inner) = set;
+        });
+        fetches.fetch_add(1, Ordering::Release);
+        result
     }
 
-    async fn jwks_key(&self, kid: &str) -> Option<(DecodingKey, Algorithm)> {
-        let Keys::Jwks { cache, .. } = &self.keys else {
+    async fn jwks_key(&self, kid: &str) -> Option<Arc<(DecodingKey, Algorithm)>> {
+        let Keys::Jwks { keys, fetches, .. } = &self.keys else {
             return None;
         };
-        if let Some(found) = cache.read().await.keys.get(kid) {
-            return Some(found.clone());
+        let lookup = || {
+            keys.read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(kid)
+                .cloned()
+        };
+        // Read before the lookup, so a set swapped in after it counts as news.
+        let seen = fetches.load(Ordering::Acquire);
+        if let Some(found) = lookup() {
+            return Some(found);
         }
         // An unknown kid may be a rotated key: refresh (rate-limited) and look again.
-        if let Err(e) = self.refresh_jwks(false).await {
+        if let Err(e) = self.refresh_jwks(Some(seen)).await {
             tracing::warn!(error = %e, "JWKS refresh failed");
         }
-        cache.read().await.keys.get(kid).cloned()
+        lookup()
     }
 
     /// Verifies a bearer token and returns the caller.
     pub async fn verify(&self, token: &str) -> Result<AuthenticatedUser, ApiError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| ApiError::TokenInvalid)?;
-        // The local key is borrowed; a JWKS key is copied out of the cache's lock.
+        // The local key is borrowed; a JWKS key is shared out of the key set, unlocked.
         let fetched;
         let (key, alg) = match &self.keys {
             Keys::Local { decoding, .. } => (decoding, Algorithm::EdDSA),
@@ -252,6 +260,30 @@ impl TokenVerifier {
             resource_owner,
         })
     }
+}
+
+/// The issuer's usable keys: those with a `kid` and an accepted algorithm.
+async fn fetch_key_set(client: &reqwest::Client, url: &str) -> Result<KeySet, String> {
+    let set: JwkSet = client
+        .get(url)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| format!("fetching JWKS: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("decoding JWKS: {e}"))?;
+    let mut keys = HashMap::new();
+    for jwk in &set.keys {
+        let (Some(kid), Some(alg)) = (jwk.common.key_id.clone(), jwk_algorithm(&jwk.algorithm))
+        else {
+            continue;
+        };
+        if let Ok(key) = DecodingKey::from_jwk(jwk) {
+            keys.insert(kid, Arc::new((key, alg)));
+        }
+    }
+    Ok(keys)
 }
 
 /// Splits `Authorization: Bearer <token>`; the scheme is case-insensitive.

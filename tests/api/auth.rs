@@ -1,13 +1,17 @@
 //! Bearer tokens: local Ed25519 tokens and an issuer's JWKS (served by wiremock).
+use std::time::{Duration, Instant};
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use phoneproof::config::Settings;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use crate::crash::wait_for_requests;
 use crate::helpers::*;
 
 const RO_CLAIM: &str = "urn:zitadel:iam:user:resourceowner:id";
@@ -283,5 +287,134 @@ async fn an_unknown_kid_refreshes_the_keys_once() {
         );
     }
     app.stop().await;
+    issuer.verify().await;
+}
+
+fn jwks_settings(issuer: &MockServer, min_refresh_secs: u64) -> impl FnOnce(&mut Settings) {
+    let url = format!("{}/keys", issuer.uri());
+    move |s| {
+        s.auth.mode = phoneproof::config::AuthMode::Jwks;
+        s.auth.jwks_url = Some(url);
+        s.auth.issuer = "https://issuer.example".into();
+        s.auth.audience = "phoneproof-api".into();
+        s.auth.jwks_min_refresh_secs = min_refresh_secs;
+    }
+}
+
+/// The issuer's keys at start: RSA and EC, served once.
+async fn mount_start_keys(issuer: &MockServer) {
+    Mock::given(method("GET"))
+        .and(path("/keys"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(jwks(None)))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(issuer)
+        .await;
+}
+
+/// Then the issuer rotates in an Ed25519 key and answers slowly.
+async fn mount_rotated_keys(issuer: &MockServer, ed: &SigningKey, delay: Duration) {
+    Mock::given(method("GET"))
+        .and(path("/keys"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(jwks(Some(ed)))
+                .set_delay(delay),
+        )
+        .expect(1)
+        .mount(issuer)
+        .await;
+}
+
+fn issuer_claims() -> Value {
+    claims(
+        "https://issuer.example",
+        "phoneproof-api",
+        now() + 600,
+        now(),
+    )
+}
+
+#[tokio::test]
+async fn a_slow_jwks_refresh_does_not_hold_up_tokens_signed_with_known_keys() {
+    let issuer = MockServer::start().await;
+    mount_start_keys(&issuer).await;
+    let app = spawn_app_with(jwks_settings(&issuer, 0)).await;
+    let ed = SigningKey::from_bytes(&[8; 32]);
+    mount_rotated_keys(&issuer, &ed, Duration::from_secs(2)).await;
+    let edk = EncodingKey::from_ed_der(ed.to_pkcs8_der().unwrap().as_bytes());
+    let rsa = EncodingKey::from_rsa_der(include_bytes!("../fixtures/rsa-pkcs1.der"));
+    let rotated = sign(Algorithm::EdDSA, Some("ed-1"), &issuer_claims(), &edk);
+    let known = sign(Algorithm::RS256, Some("rsa-1"), &issuer_claims(), &rsa);
+
+    let (slow, (fast, fast_took)) = tokio::join!(app.get_phone(&rotated), async {
+        // The unknown kid's refresh has reached the issuer and waits for its answer.
+        wait_for_requests(&issuer, 2).await;
+        let started = Instant::now();
+        let a = app.get_phone(&known).await;
+        (a, started.elapsed())
+    });
+    assert_eq!(
+        slow.status, 200,
+        "the rotated key is found after the refresh"
+    );
+    assert_eq!(fast.status, 200);
+    assert!(
+        fast_took < Duration::from_millis(1_000),
+        "a token with a known key waited {fast_took:?} for the JWKS refresh"
+    );
+    app.stop().await;
+    issuer.verify().await;
+}
+
+#[tokio::test]
+async fn concurrent_unknown_kids_share_one_jwks_fetch() {
+    let issuer = MockServer::start().await;
+    mount_start_keys(&issuer).await;
+    // No rate limit: only the coalescing keeps this to one fetch.
+    let app = spawn_app_with(jwks_settings(&issuer, 0)).await;
+    let ed = SigningKey::from_bytes(&[8; 32]);
+    mount_rotated_keys(&issuer, &ed, Duration::from_millis(500)).await;
+    let edk = EncodingKey::from_ed_der(ed.to_pkcs8_der().unwrap().as_bytes());
+    let rotated = sign(Algorithm::EdDSA, Some("ed-1"), &issuer_claims(), &edk);
+
+    let answers = futures::future::join_all((0..8).map(|_| app.get_phone(&rotated))).await;
+    for a in answers {
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    app.stop().await;
+    issuer.verify().await;
+}
+
+#[tokio::test]
+async fn unknown_kids_refresh_the_keys_at_most_once_per_min_refresh() {
+    let issuer = MockServer::start().await;
+    // Every fetch would match, so `expect` counts them all.
+    Mock::given(method("GET"))
+        .and(path("/keys"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(jwks(None)))
+        .expect(1)
+        .mount(&issuer)
+        .await;
+    let app = spawn_app_with(jwks_settings(&issuer, 3_600)).await;
+    let stranger = EncodingKey::from_ed_der(
+        SigningKey::from_bytes(&[9; 32])
+            .to_pkcs8_der()
+            .unwrap()
+            .as_bytes(),
+    );
+    for kid in ["gone-1", "gone-2", "gone-3"] {
+        let a = app
+            .get_phone(&sign(
+                Algorithm::EdDSA,
+                Some(kid),
+                &issuer_claims(),
+                &stranger,
+            ))
+            .await;
+        assert_error(&a, 401, 16, "AUTH-7fs1e", "Errors.Token.Invalid");
+    }
+    app.stop().await;
+    // Only the fetch at start: the keys were loaded less than `min_refresh` ago.
     issuer.verify().await;
 }
