@@ -23,8 +23,9 @@ pub fn validate_phone_field(raw: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// A phone number in E.164 form (`+41710000000`). Only `parse` makes one.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+/// A phone number in E.164 form (`+41710000000`). Only `parse` makes one, deserialising
+/// included; `Debug` shows it masked, so a logged event or state never carries it whole.
+#[derive(Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct PhoneNumber(String);
 
@@ -47,6 +48,20 @@ impl PhoneNumber {
 
     pub fn masked(&self) -> String {
         mask_phone(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PhoneNumber {
+    /// A stored number that no longer parses is an error, not a `PhoneNumber`.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        PhoneNumber::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Debug for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PhoneNumber").field(&self.masked()).finish()
     }
 }
 
@@ -108,6 +123,44 @@ mod tests {
                 Err(DomainError::PhoneInvalid),
                 "{raw:?}"
             );
+        }
+    }
+
+    #[test]
+    fn deserialising_goes_through_parse() {
+        let p: PhoneNumber = serde_json::from_str(r#""+41 71 000 00 00""#).unwrap();
+        assert_eq!(p.as_ref(), "+41710000000");
+        let stored = serde_json::to_string(&p).unwrap();
+        assert_eq!(serde_json::from_str::<PhoneNumber>(&stored).unwrap(), p);
+        for bad in [r#""+41 ABC""#, r#""""#, r#""+41 0000 8000""#, "41710000000"] {
+            assert!(
+                serde_json::from_str::<PhoneNumber>(bad).is_err(),
+                "{bad} deserialised"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_shows_only_the_masked_number() {
+        let p = PhoneNumber::parse("+41 71 123 45 67").unwrap();
+        let shown = format!("{p:?}");
+        assert!(!shown.contains("+41711234567"), "{shown}");
+        assert!(shown.contains(&p.masked()), "{shown}");
+        // And so do the types that carry one.
+        let event = format!(
+            "{:?}",
+            super::super::Event::PhoneChanged { phone: p.clone() }
+        );
+        let state = format!(
+            "{:?}",
+            super::super::PhoneState {
+                phone: Some(p),
+                ..Default::default()
+            }
+        );
+        for shown in [event, state] {
+            assert!(!shown.contains("1234567"), "{shown}");
+            assert!(shown.contains("+41*******67"), "{shown}");
         }
     }
 
