@@ -40,14 +40,6 @@ pub enum SendError {
     },
 }
 
-impl SendError {
-    pub fn reason(&self) -> &str {
-        match self {
-            SendError::Transient { reason, .. } | SendError::Permanent { reason } => reason,
-        }
-    }
-}
-
 pub enum Provider {
     Log(LogProvider),
     Http(HttpProvider),

@@ -2,23 +2,12 @@
 //! bytes are UTF-8, and lossily decoded otherwise (what a JSON string field can carry).
 #![no_main]
 
-use std::sync::OnceLock;
-
 use libfuzzer_sys::fuzz_target;
 use phoneproof::domain::{
     DomainError, PHONE_LENGTH_MESSAGE, PHONE_PREFIX_MESSAGE, PhoneNumber, mask_phone,
     validate_phone_field,
 };
-use phoneproof_fuzz::{assert_e164, install_panic_policy, write_seeds_if_asked};
-
-/// `PHONEPROOF_FUZZ_SKIP_IDEMPOTENCE=1` leaves out the re-parse check, to look for other
-/// problems while the known idempotence bug (tests/fuzz_regressions.rs) is open.
-fn skip_idempotence() -> bool {
-    static SKIP: OnceLock<bool> = OnceLock::new();
-    *SKIP.get_or_init(|| {
-        std::env::var_os("PHONEPROOF_FUZZ_SKIP_IDEMPOTENCE").is_some_and(|v| v == "1")
-    })
-}
+use phoneproof_fuzz::{assert_e164, install_panic_policy};
 
 fn check(raw: &str) {
     // The field checks, in the contract's order, as an independent oracle.
@@ -41,14 +30,12 @@ fn check(raw: &str) {
             let e164 = phone.as_ref();
             assert_e164(e164, &raw);
             assert_eq!(phone.to_string(), e164);
-            if !skip_idempotence() {
-                let again = PhoneNumber::parse(e164);
-                assert_eq!(
-                    again.as_ref(),
-                    Ok(&phone),
-                    "parsing {raw:?} gave {e164:?}, which parses to {again:?}"
-                );
-            }
+            let again = PhoneNumber::parse(e164);
+            assert_eq!(
+                again.as_ref(),
+                Ok(&phone),
+                "parsing {raw:?} gave {e164:?}, which parses to {again:?}"
+            );
             let masked = mask_phone(e164);
             assert_eq!(masked.chars().count(), e164.chars().count());
             assert_eq!(phone.masked(), masked);
@@ -59,7 +46,6 @@ fn check(raw: &str) {
 
 fuzz_target!(
     init: {
-        write_seeds_if_asked("phone_parse");
         install_panic_policy();
     },
     |data: &[u8]| {

@@ -10,7 +10,7 @@ use phoneproof::error::ApiError;
 use phoneproof::routes::body::{decode_resend, decode_set_phone, decode_verify_code};
 use phoneproof_fuzz::{
     BodyInput, BodyOp, assert_decode_error, assert_e164, assert_status_shape, code_candidates,
-    error_texts, install_panic_policy, strip_position, write_seeds_if_asked,
+    error_texts, install_panic_policy, strip_position,
 };
 
 /// Every message (position stripped) a decoding error can carry: the fixed texts, and the
@@ -76,7 +76,6 @@ fn check_error(err: &ApiError, input: &BodyInput) {
 
 fuzz_target!(
     init: {
-        write_seeds_if_asked("request_body");
         install_panic_policy();
         let _ = known_messages();
     },

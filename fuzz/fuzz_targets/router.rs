@@ -11,7 +11,6 @@ use phoneproof::config::Settings;
 use phoneproof::startup::Application;
 use phoneproof_fuzz::{
     AuthChoice, PathChoice, RouterInput, assert_status_shape, install_panic_policy,
-    write_seeds_if_asked,
 };
 use poem::endpoint::BoxEndpoint;
 use poem::http::{HeaderValue, Uri, header};
@@ -91,7 +90,6 @@ fn harness() -> &'static Harness {
 
 fuzz_target!(
     init: {
-        write_seeds_if_asked("router");
         install_panic_policy();
         let _ = harness();
     },
