@@ -93,8 +93,10 @@ fn jwk_algorithm(params: &AlgorithmParameters) -> Option<Algorithm> {
 
 impl TokenVerifier {
     pub fn new(settings: &AuthSettings, signing_seed: &[u8; 32]) -> Result<Self, AuthSetupError> {
-        let keys = match settings.mode {
-            AuthMode::Local => {
+        let mut token_ttl_secs = 0;
+        let keys = match &settings.mode {
+            AuthMode::Local { token_ttl, .. } => {
+                token_ttl_secs = token_ttl.as_secs();
                 let sk = SigningKey::from_bytes(signing_seed);
                 let der = sk
                     .to_pkcs8_der()
@@ -105,8 +107,8 @@ impl TokenVerifier {
                     decoding: DecodingKey::from_ed_der(&public),
                 }
             }
-            AuthMode::Jwks => Keys::Jwks {
-                url: settings.jwks_url.clone().unwrap_or_default(),
+            AuthMode::Jwks { url, min_refresh } => Keys::Jwks {
+                url: url.to_string(),
                 client: reqwest::Client::builder()
                     .timeout(Duration::from_secs(5))
                     .build()
@@ -114,7 +116,7 @@ impl TokenVerifier {
                 keys: RwLock::new(HashMap::new()),
                 refresh: Mutex::new(None),
                 fetches: AtomicU64::new(0),
-                min_refresh: Duration::from_secs(settings.jwks_min_refresh_secs),
+                min_refresh: *min_refresh,
             },
         };
         Ok(Self {
@@ -134,7 +136,7 @@ impl TokenVerifier {
                     (alg, v)
                 })
                 .collect(),
-            token_ttl_secs: settings.token_ttl_secs,
+            token_ttl_secs,
         })
     }
 

@@ -1,13 +1,24 @@
-//! Settings: built-in defaults, then a TOML file, then `PHONEPROOF_*` environment variables.
-//! A bad value stops the start with the key's name and what is wrong with it.
+//! Settings: built-in defaults, then a TOML file, then `PHONEPROOF_*` environment variables,
+//! layered by `figment` into the raw, file-shaped form, then parsed in one step into typed
+//! settings that cannot hold an invalid value. A bad value stops the start with the key's
+//! name and what is wrong with it.
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use serde::Deserialize;
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Metadata, Profile, Provider};
+use reqwest::Url;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use serde::{Deserialize, Serialize};
 
 use crate::crypto::decode_key;
 use crate::domain::{CodePolicy, SendPolicy};
+use crate::store::PgTuning;
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration key `{key}`: {problem}")]
@@ -23,43 +34,323 @@ fn bad(key: &str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AuthMode {
-    Local,
-    Jwks,
+// ---------------------------------------------------------------------------------------------
+// The typed settings the program runs on.
+
+/// A 32-byte key; its `Debug` never shows it and its memory is wiped on drop.
+pub struct Key32(SecretBox<[u8; 32]>);
+
+impl Key32 {
+    pub fn expose(&self) -> &[u8; 32] {
+        self.0.expose_secret()
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SmsProviderKind {
-    Log,
-    Http,
-    Twilio,
+impl From<[u8; 32]> for Key32 {
+    fn from(bytes: [u8; 32]) -> Self {
+        Key32(SecretBox::new(Box::new(bytes)))
+    }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+impl Clone for Key32 {
+    fn clone(&self) -> Self {
+        Key32::from(*self.expose())
+    }
+}
+
+impl fmt::Debug for Key32 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key32([REDACTED])")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database: Database,
+    /// Largest accepted request body, bytes.
+    pub body_limit: usize,
+    pub log_format: LogFormat,
+    pub auth: AuthSettings,
+    pub code: CodeSettings,
+    pub sms: SmsSettings,
+    pub outbox: OutboxSettings,
+}
+
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// SQLite at this URL, or (None) the file `phoneproof.db` in the data dir.
+    Sqlite { url: Option<String> },
+    /// The URL carries the password, hence secret.
+    Postgres { url: SecretString, tuning: PgTuning },
+}
+
+impl Database {
+    /// PostgreSQL at `url` with the default pool and timeouts.
+    pub fn postgres(url: impl Into<String>) -> Database {
+        Database::Postgres {
+            url: SecretString::from(url.into()),
+            tuning: PgTuning::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
 pub struct AuthSettings {
     pub mode: AuthMode,
     pub issuer: String,
     pub audience: String,
-    pub jwks_url: Option<String>,
     pub resource_owner_claim: String,
-    /// Base64 Ed25519 seed for local tokens; from the data dir when absent.
-    pub signing_key: Option<String>,
     /// Tolerated clock skew for `exp` and `nbf`, seconds.
     pub leeway_secs: u64,
-    /// Lifetime of tokens printed by `phoneproof token`, seconds.
-    pub token_ttl_secs: u64,
-    /// An unknown `kid` refreshes the JWKS at most this often, so bad tokens cannot hammer it.
-    pub jwks_min_refresh_secs: u64,
 }
 
-impl Default for AuthSettings {
+#[derive(Debug, Clone)]
+pub enum AuthMode {
+    /// Tokens signed by this service's own Ed25519 key (from the data dir when `None`).
+    Local {
+        signing_key: Option<Key32>,
+        /// Lifetime of tokens printed by `phoneproof token`.
+        token_ttl: Duration,
+    },
+    /// Tokens of an outside issuer, verified against its key set.
+    Jwks {
+        url: Url,
+        /// An unknown `kid` refreshes the key set at most this often.
+        min_refresh: Duration,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct CodeSettings {
+    pub policy: CodePolicy,
+    pub send: SendPolicy,
+    /// HMAC key for code hashes; from the data dir when absent.
+    pub secret: Option<Key32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmsSettings {
+    pub provider: SmsProvider,
+    /// Message text; `{code}` is replaced by the code.
+    pub text: String,
+    pub timeout: Duration,
+    /// AES key for outbox payloads; from the data dir when absent.
+    pub encryption_key: Option<Key32>,
+}
+
+#[derive(Debug, Clone)]
+pub enum SmsProvider {
+    /// Messages go to the log (and, when set, one JSON line each to a file): local use.
+    Log {
+        file: Option<PathBuf>,
+    },
+    /// ZITADEL's webhook; each request signed (`Phoneproof-Signature`) when a key is set.
+    Http {
+        url: Url,
+        signing_key: Option<SecretString>,
+    },
+    Twilio(TwilioSettings),
+}
+
+#[derive(Debug, Clone)]
+pub struct TwilioSettings {
+    pub base_url: Url,
+    pub account_sid: String,
+    pub auth_token: SecretString,
+    pub sender: TwilioSender,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TwilioSender {
+    From(String),
+    MessagingService(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboxSettings {
+    /// Whether `serve` runs the delivery worker too (off when `phoneproof worker` runs apart).
+    pub worker: bool,
+    /// Delivery attempts before a message is parked.
+    pub max_attempts: u32,
+    /// Age after which an undelivered message is parked.
+    pub max_age: Duration,
+    /// How long a claim holds before another worker may take the message.
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    /// First retry delay; doubled each attempt, with jitter, up to `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    pub batch_size: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        parse(RawSettings::default()).expect("the built-in defaults are valid")
+    }
+}
+
+impl Settings {
+    /// Loads settings from an optional TOML file and the given environment.
+    pub fn load(
+        file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(RawSettings::default()));
+        if let Some(path) = file {
+            // figment skips a missing file silently; a file named on the command line must exist.
+            std::fs::metadata(path)
+                .map_err(|e| bad("--config", format!("cannot read {}: {e}", path.display())))?;
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let names = env_names();
+        for (name, value) in env {
+            if !name.starts_with("PHONEPROOF_")
+                || name.starts_with("PHONEPROOF_TEST_")
+                || ENV_NOT_SETTINGS.contains(&name.as_str())
+            {
+                continue;
+            }
+            let Some(key) = names.get(name) else {
+                return Err(bad(
+                    name,
+                    "unknown setting (see the configuration reference in README.md)",
+                ));
+            };
+            figment = figment.merge(EnvVar {
+                name: name.clone(),
+                key: key.clone(),
+                value: value.clone(),
+            });
+        }
+        // Lossy: environment values are text, so "10" and "yes" must still fill numbers and
+        // booleans; strings are never reinterpreted (an alphabet "0123456789" stays text).
+        let raw: RawSettings = figment.extract_lossy().map_err(from_figment)?;
+        parse(raw)
+    }
+
+    /// The database URL in effect (secret: a PostgreSQL URL carries the password).
+    pub fn database_url(&self) -> SecretString {
+        match &self.database {
+            Database::Sqlite { url: Some(url) } => SecretString::from(url.clone()),
+            Database::Sqlite { url: None } => SecretString::from(format!(
+                "sqlite://{}",
+                self.data_dir.join("phoneproof.db").display()
+            )),
+            Database::Postgres { url, .. } => url.clone(),
+        }
+    }
+
+    pub fn pg_tuning(&self) -> PgTuning {
+        match &self.database {
+            Database::Postgres { tuning, .. } => tuning.clone(),
+            Database::Sqlite { .. } => PgTuning::default(),
+        }
+    }
+}
+
+/// The start-up summary: one line per choice in effect, never a secret.
+impl fmt::Display for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "data dir: {}", self.data_dir.display())?;
+        match &self.database {
+            Database::Sqlite { .. } => writeln!(
+                f,
+                "database: {} (SQLite, WAL, synchronous=NORMAL)",
+                self.database_url().expose_secret()
+            )?,
+            Database::Postgres { url, tuning } => {
+                let url = url.expose_secret();
+                // Only what follows the credentials.
+                let shown = url.rsplit('@').next().unwrap_or(url);
+                writeln!(
+                    f,
+                    "database: PostgreSQL at {shown} ({} connections, statement timeout {} ms)",
+                    tuning.pool_size,
+                    tuning.statement_timeout.as_millis()
+                )?
+            }
+        }
+        let a = &self.auth;
+        match &a.mode {
+            AuthMode::Local { .. } => writeln!(
+                f,
+                "auth: local tokens (issuer {}, audience {}); get one with `phoneproof token --user <id> --org <id>`",
+                a.issuer, a.audience
+            )?,
+            AuthMode::Jwks { url, .. } => writeln!(
+                f,
+                "auth: JWKS from {url} (issuer {}, audience {})",
+                a.issuer, a.audience
+            )?,
+        }
+        writeln!(f, "auth: resource owner claim `{}`", a.resource_owner_claim)?;
+        match &self.sms.provider {
+            SmsProvider::Log { file } => writeln!(
+                f,
+                "sms: log provider: messages (with their codes) go to this log{}; for local use only",
+                file.as_ref()
+                    .map(|p| format!(" and to {}", p.display()))
+                    .unwrap_or_default()
+            )?,
+            SmsProvider::Http { signing_key, .. } => writeln!(
+                f,
+                "sms: HTTP provider ({} requests)",
+                if signing_key.is_some() {
+                    "signed"
+                } else {
+                    "unsigned"
+                }
+            )?,
+            SmsProvider::Twilio(t) => writeln!(f, "sms: Twilio provider at {}", t.base_url)?,
+        }
+        let (c, s) = (&self.code.policy, &self.code.send);
+        writeln!(
+            f,
+            "codes: {} characters of {:?}, valid {} s, {} wrong attempts allowed (0 = unlimited)",
+            c.length,
+            c.alphabet.iter().collect::<String>(),
+            c.lifetime_ms / 1000,
+            c.max_attempts
+        )?;
+        write!(
+            f,
+            "sends: resend cooldown {} s, at most {} codes per {} s per user",
+            s.resend_cooldown_ms / 1000,
+            s.max_per_window,
+            s.window_ms / 1000
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The raw form: what the file and the environment say, before any check.
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAuth {
+    mode: String,
+    issuer: String,
+    audience: String,
+    jwks_url: Option<String>,
+    resource_owner_claim: String,
+    signing_key: Option<String>,
+    leeway_secs: u64,
+    token_ttl_secs: u64,
+    jwks_min_refresh_secs: u64,
+}
+
+impl Default for RawAuth {
     fn default() -> Self {
         Self {
-            mode: AuthMode::Local,
+            mode: "local".into(),
             issuer: "phoneproof-local".into(),
             audience: "phoneproof".into(),
             jwks_url: None,
@@ -72,21 +363,20 @@ impl Default for AuthSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct CodeSettings {
-    pub length: usize,
-    pub alphabet: String,
-    pub lifetime_secs: u64,
-    pub max_attempts: u32,
-    pub resend_cooldown_secs: u64,
-    pub window_secs: u64,
-    pub max_per_window: usize,
-    /// Base64 32-byte HMAC key for code hashes; from the data dir when absent.
-    pub secret: Option<String>,
+struct RawCode {
+    length: usize,
+    alphabet: String,
+    lifetime_secs: u64,
+    max_attempts: u32,
+    resend_cooldown_secs: u64,
+    window_secs: u64,
+    max_per_window: usize,
+    secret: Option<String>,
 }
 
-impl Default for CodeSettings {
+impl Default for RawCode {
     fn default() -> Self {
         Self {
             length: 6,
@@ -101,25 +391,24 @@ impl Default for CodeSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct HttpProviderSettings {
-    pub url: Option<String>,
-    /// HMAC key that signs each webhook request (`Phoneproof-Signature`); unsigned when absent.
-    pub signing_key: Option<String>,
+struct RawHttp {
+    url: Option<String>,
+    signing_key: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct TwilioSettings {
-    pub base_url: String,
-    pub account_sid: Option<String>,
-    pub auth_token: Option<String>,
-    pub from: Option<String>,
-    pub messaging_service_sid: Option<String>,
+struct RawTwilio {
+    base_url: String,
+    account_sid: Option<String>,
+    auth_token: Option<String>,
+    from: Option<String>,
+    messaging_service_sid: Option<String>,
 }
 
-impl Default for TwilioSettings {
+impl Default for RawTwilio {
     fn default() -> Self {
         Self {
             base_url: "https://api.twilio.com".into(),
@@ -131,53 +420,46 @@ impl Default for TwilioSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct SmsSettings {
-    pub provider: SmsProviderKind,
-    pub log_file: Option<PathBuf>,
-    /// Message text; `{code}` is replaced by the code.
-    pub text: String,
-    pub timeout_secs: u64,
-    /// Base64 32-byte AES key for outbox payloads; from the data dir when absent.
-    pub encryption_key: Option<String>,
-    pub http: HttpProviderSettings,
-    pub twilio: TwilioSettings,
+struct RawSms {
+    provider: String,
+    log_file: Option<PathBuf>,
+    text: String,
+    timeout_secs: u64,
+    encryption_key: Option<String>,
+    http: RawHttp,
+    twilio: RawTwilio,
 }
 
-impl Default for SmsSettings {
+impl Default for RawSms {
     fn default() -> Self {
         Self {
-            provider: SmsProviderKind::Log,
+            provider: "log".into(),
             log_file: None,
             text: "A new phone number has been added. Please use the following code to verify it {code}".into(),
             timeout_secs: 5,
             encryption_key: None,
-            http: HttpProviderSettings::default(),
-            twilio: TwilioSettings::default(),
+            http: RawHttp::default(),
+            twilio: RawTwilio::default(),
         }
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct OutboxSettings {
-    /// Whether `serve` runs the delivery worker too (turn off when `phoneproof worker` runs apart).
-    pub worker: bool,
-    /// Delivery attempts before a message is parked.
-    pub max_attempts: u32,
-    /// Age after which an undelivered message is parked.
-    pub max_age_secs: u64,
-    /// How long a claim holds before another worker may take the message.
-    pub lease_secs: u64,
-    pub poll_interval_ms: u64,
-    /// First retry delay; doubled each attempt, with jitter, up to `max_backoff_secs`.
-    pub base_backoff_ms: u64,
-    pub max_backoff_secs: u64,
-    pub batch_size: u32,
+struct RawOutbox {
+    worker: bool,
+    max_attempts: u32,
+    max_age_secs: u64,
+    lease_secs: u64,
+    poll_interval_ms: u64,
+    base_backoff_ms: u64,
+    max_backoff_secs: u64,
+    batch_size: u32,
 }
 
-impl Default for OutboxSettings {
+impl Default for RawOutbox {
     fn default() -> Self {
         Self {
             worker: true,
@@ -192,28 +474,24 @@ impl Default for OutboxSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Settings {
-    pub listen: String,
-    pub data_dir: PathBuf,
-    pub database_url: Option<String>,
-    /// PostgreSQL: connections per process.
-    pub database_pool_size: u32,
-    /// PostgreSQL: how long to wait for a connection (start-up retries, and per request).
-    pub database_connect_timeout_secs: u64,
-    /// PostgreSQL: `statement_timeout` of every connection.
-    pub database_statement_timeout_ms: u64,
-    /// Largest accepted request body, bytes.
-    pub body_limit: usize,
-    pub log_format: String,
-    pub auth: AuthSettings,
-    pub code: CodeSettings,
-    pub sms: SmsSettings,
-    pub outbox: OutboxSettings,
+struct RawSettings {
+    listen: String,
+    data_dir: PathBuf,
+    database_url: Option<String>,
+    database_pool_size: u32,
+    database_connect_timeout_secs: u64,
+    database_statement_timeout_ms: u64,
+    body_limit: usize,
+    log_format: String,
+    auth: RawAuth,
+    code: RawCode,
+    sms: RawSms,
+    outbox: RawOutbox,
 }
 
-impl Default for Settings {
+impl Default for RawSettings {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
@@ -224,379 +502,341 @@ impl Default for Settings {
             database_statement_timeout_ms: 5000,
             body_limit: 64 * 1024,
             log_format: "text".into(),
-            auth: AuthSettings::default(),
-            code: CodeSettings::default(),
-            sms: SmsSettings::default(),
-            outbox: OutboxSettings::default(),
+            auth: RawAuth::default(),
+            code: RawCode::default(),
+            sms: RawSms::default(),
+            outbox: RawOutbox::default(),
         }
     }
 }
-
-/// Environment variable → dotted key. Every `PHONEPROOF_*` variable must be one of these.
-pub const ENV_KEYS: &[(&str, &str)] = &[
-    ("PHONEPROOF_LISTEN", "listen"),
-    ("PHONEPROOF_DATA_DIR", "data_dir"),
-    ("PHONEPROOF_DATABASE_URL", "database_url"),
-    ("PHONEPROOF_DATABASE_POOL_SIZE", "database_pool_size"),
-    (
-        "PHONEPROOF_DATABASE_CONNECT_TIMEOUT_SECS",
-        "database_connect_timeout_secs",
-    ),
-    (
-        "PHONEPROOF_DATABASE_STATEMENT_TIMEOUT_MS",
-        "database_statement_timeout_ms",
-    ),
-    ("PHONEPROOF_BODY_LIMIT", "body_limit"),
-    ("PHONEPROOF_LOG_FORMAT", "log_format"),
-    ("PHONEPROOF_AUTH_MODE", "auth.mode"),
-    ("PHONEPROOF_AUTH_ISSUER", "auth.issuer"),
-    ("PHONEPROOF_AUTH_AUDIENCE", "auth.audience"),
-    ("PHONEPROOF_AUTH_JWKS_URL", "auth.jwks_url"),
-    (
-        "PHONEPROOF_AUTH_RESOURCE_OWNER_CLAIM",
-        "auth.resource_owner_claim",
-    ),
-    ("PHONEPROOF_AUTH_SIGNING_KEY", "auth.signing_key"),
-    ("PHONEPROOF_AUTH_LEEWAY_SECS", "auth.leeway_secs"),
-    ("PHONEPROOF_AUTH_TOKEN_TTL_SECS", "auth.token_ttl_secs"),
-    (
-        "PHONEPROOF_AUTH_JWKS_MIN_REFRESH_SECS",
-        "auth.jwks_min_refresh_secs",
-    ),
-    ("PHONEPROOF_CODE_LENGTH", "code.length"),
-    ("PHONEPROOF_CODE_ALPHABET", "code.alphabet"),
-    ("PHONEPROOF_CODE_LIFETIME_SECS", "code.lifetime_secs"),
-    ("PHONEPROOF_CODE_MAX_ATTEMPTS", "code.max_attempts"),
-    (
-        "PHONEPROOF_CODE_RESEND_COOLDOWN_SECS",
-        "code.resend_cooldown_secs",
-    ),
-    ("PHONEPROOF_CODE_WINDOW_SECS", "code.window_secs"),
-    ("PHONEPROOF_CODE_MAX_PER_WINDOW", "code.max_per_window"),
-    ("PHONEPROOF_CODE_SECRET", "code.secret"),
-    ("PHONEPROOF_SMS_PROVIDER", "sms.provider"),
-    ("PHONEPROOF_SMS_LOG_FILE", "sms.log_file"),
-    ("PHONEPROOF_SMS_TEXT", "sms.text"),
-    ("PHONEPROOF_SMS_TIMEOUT_SECS", "sms.timeout_secs"),
-    ("PHONEPROOF_SMS_ENCRYPTION_KEY", "sms.encryption_key"),
-    ("PHONEPROOF_SMS_HTTP_URL", "sms.http.url"),
-    ("PHONEPROOF_SMS_HTTP_SIGNING_KEY", "sms.http.signing_key"),
-    ("PHONEPROOF_SMS_TWILIO_BASE_URL", "sms.twilio.base_url"),
-    (
-        "PHONEPROOF_SMS_TWILIO_ACCOUNT_SID",
-        "sms.twilio.account_sid",
-    ),
-    ("PHONEPROOF_SMS_TWILIO_AUTH_TOKEN", "sms.twilio.auth_token"),
-    ("PHONEPROOF_SMS_TWILIO_FROM", "sms.twilio.from"),
-    (
-        "PHONEPROOF_SMS_TWILIO_MESSAGING_SERVICE_SID",
-        "sms.twilio.messaging_service_sid",
-    ),
-    ("PHONEPROOF_OUTBOX_WORKER", "outbox.worker"),
-    ("PHONEPROOF_OUTBOX_MAX_ATTEMPTS", "outbox.max_attempts"),
-    ("PHONEPROOF_OUTBOX_MAX_AGE_SECS", "outbox.max_age_secs"),
-    ("PHONEPROOF_OUTBOX_LEASE_SECS", "outbox.lease_secs"),
-    (
-        "PHONEPROOF_OUTBOX_POLL_INTERVAL_MS",
-        "outbox.poll_interval_ms",
-    ),
-    (
-        "PHONEPROOF_OUTBOX_BASE_BACKOFF_MS",
-        "outbox.base_backoff_ms",
-    ),
-    (
-        "PHONEPROOF_OUTBOX_MAX_BACKOFF_SECS",
-        "outbox.max_backoff_secs",
-    ),
-    ("PHONEPROOF_OUTBOX_BATCH_SIZE", "outbox.batch_size"),
-];
 
 /// Variables with the prefix that are not settings (read elsewhere); `PHONEPROOF_TEST_*`
 /// belong to the test harness.
 const ENV_NOT_SETTINGS: &[&str] = &["PHONEPROOF_CONFIG", "PHONEPROOF_LOG"];
 
-const BOOL_KEYS: &[&str] = &["outbox.worker"];
-
-/// Whether a key holds a number (environment values are strings and must be typed for TOML).
-fn numeric_key(key: &str) -> bool {
-    key.ends_with("_secs")
-        || key.ends_with("_ms")
-        || key.ends_with("_attempts")
-        || key.ends_with("_size")
-        || key.ends_with("_window")
-        || key == "code.length"
-        || key == "body_limit"
-}
-
-fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<(), ConfigError> {
-    let mut parts: Vec<&str> = key.split('.').collect();
-    let last = parts.pop().expect("non-empty key");
-    let mut cur = table;
-    for part in parts {
-        cur = cur
-            .entry(part.to_owned())
-            .or_insert_with(|| toml::Value::Table(Default::default()))
-            .as_table_mut()
-            .ok_or_else(|| bad(key, format!("`{part}` must be a table")))?;
-    }
-    cur.insert(last.to_owned(), value);
-    Ok(())
-}
-
-impl Settings {
-    /// Loads settings from an optional TOML file and the given environment.
-    pub fn load(
-        file: Option<&Path>,
-        env: &BTreeMap<String, String>,
-    ) -> Result<Settings, ConfigError> {
-        let mut table = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| bad("--config", format!("cannot read {}: {e}", path.display())))?;
-                text.parse::<toml::Table>().map_err(|e| {
-                    bad(
-                        "--config",
-                        format!("{} is not valid TOML: {e}", path.display()),
-                    )
-                })?
+/// `PHONEPROOF_<KEY WITH _ FOR .>` → dotted key, for every key the raw settings have: the
+/// environment names follow from the struct, so a new setting gets its variable for free.
+fn env_names() -> BTreeMap<String, String> {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+        match value {
+            serde_json::Value::Object(fields) => {
+                for (name, inner) in fields {
+                    let key = if prefix.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{prefix}.{name}")
+                    };
+                    walk(&key, inner, out);
+                }
             }
-            None => toml::Table::new(),
-        };
-        for (name, value) in env {
-            if !name.starts_with("PHONEPROOF_")
-                || name.starts_with("PHONEPROOF_TEST_")
-                || ENV_NOT_SETTINGS.contains(&name.as_str())
-            {
-                continue;
+            _ => {
+                let env = format!("PHONEPROOF_{}", prefix.replace('.', "_").to_uppercase());
+                out.insert(env, prefix.to_owned());
             }
-            let Some((_, key)) = ENV_KEYS.iter().find(|(env_name, _)| env_name == name) else {
-                return Err(bad(
-                    name,
-                    "unknown setting (see the configuration reference in README.md)",
-                ));
-            };
-            let typed = if BOOL_KEYS.contains(key) {
-                toml::Value::Boolean(match value.trim() {
-                    "true" | "1" | "yes" => true,
-                    "false" | "0" | "no" => false,
-                    _ => {
-                        return Err(bad(
-                            key,
-                            format!("`{value}` is not true or false (from {name})"),
-                        ));
-                    }
-                })
-            } else if numeric_key(key) {
-                toml::Value::Integer(value.trim().parse::<i64>().map_err(|_| {
-                    bad(
-                        key,
-                        format!("`{value}` is not a whole number (from {name})"),
-                    )
-                })?)
-            } else {
-                toml::Value::String(value.clone())
-            };
-            set_dotted(&mut table, key, typed)?;
         }
-        let settings: Settings = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| bad("config", e.message().to_owned()))?;
-        settings.validate()?;
-        Ok(settings)
+    }
+    let defaults = serde_json::to_value(RawSettings::default()).expect("plain data");
+    let mut out = BTreeMap::new();
+    walk("", &defaults, &mut out);
+    out
+}
+
+/// One environment variable as a figment layer, so an error names the variable it came from.
+struct EnvVar {
+    name: String,
+    key: String,
+    value: String,
+}
+
+impl Provider for EnvVar {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(format!("environment variable {}", self.name))
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        self.listen.parse::<SocketAddr>().map_err(|_| {
-            bad(
-                "listen",
-                format!("`{}` is not an address like 127.0.0.1:8080", self.listen),
-            )
-        })?;
-        if let Some(url) = &self.database_url
-            && !(url.starts_with("sqlite:")
-                || url.starts_with("postgres://")
-                || url.starts_with("postgresql://"))
-        {
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let nested = figment::util::nest(&self.key, Value::from(self.value.clone()));
+        let dict = match nested {
+            Value::Dict(_, dict) => dict,
+            _ => unreachable!("nest always returns a dict"),
+        };
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+fn from_figment(err: figment::Error) -> ConfigError {
+    let source = err
+        .metadata
+        .as_ref()
+        .map(|m| match &m.source {
+            Some(src) => format!(" (from {} {src})", m.name),
+            None => format!(" (from {})", m.name),
+        })
+        .unwrap_or_default();
+    // The path ends with the offending key (an unknown one included).
+    let key = if err.path.is_empty() {
+        "config".to_owned()
+    } else {
+        err.path.join(".")
+    };
+    bad(&key, format!("{}{source}", err.kind))
+}
+
+fn http_url(key: &str, value: Option<&str>, when: &str) -> Result<Url, ConfigError> {
+    value
+        .and_then(|v| Url::parse(v).ok())
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+        .ok_or_else(|| bad(key, format!("required as an http(s) URL{when}")))
+}
+
+fn key32(key: &str, value: &Option<String>) -> Result<Option<Key32>, ConfigError> {
+    value
+        .as_deref()
+        .map(|v| {
+            decode_key(v).map(Key32::from).ok_or_else(|| {
+                bad(
+                    key,
+                    "must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)",
+                )
+            })
+        })
+        .transpose()
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn ms_i64(d: u64, unit_ms: u64) -> i64 {
+    d.saturating_mul(unit_ms).min(i64::MAX as u64) as i64
+}
+
+fn nonzero<T: PartialEq + Default>(key: &str, v: T) -> Result<T, ConfigError> {
+    if v == T::default() {
+        Err(bad(key, "must be more than 0"))
+    } else {
+        Ok(v)
+    }
+}
+
+/// The one step from what was written to what runs.
+fn parse(raw: RawSettings) -> Result<Settings, ConfigError> {
+    let listen: SocketAddr = raw.listen.parse().map_err(|_| {
+        bad(
+            "listen",
+            format!("`{}` is not an address like 127.0.0.1:8080", raw.listen),
+        )
+    })?;
+    let database = match raw.database_url {
+        None => Database::Sqlite { url: None },
+        Some(url) if url.starts_with("sqlite:") => Database::Sqlite { url: Some(url) },
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            if raw.database_pool_size == 0 {
+                return Err(bad("database_pool_size", "must be at least 1"));
+            }
+            Database::Postgres {
+                url: SecretString::from(url),
+                tuning: PgTuning {
+                    pool_size: raw.database_pool_size,
+                    connect_timeout: secs(nonzero(
+                        "database_connect_timeout_secs",
+                        raw.database_connect_timeout_secs,
+                    )?),
+                    statement_timeout: Duration::from_millis(raw.database_statement_timeout_ms),
+                },
+            }
+        }
+        Some(_) => {
             return Err(bad(
                 "database_url",
                 "must start with sqlite: or postgres://",
             ));
         }
-        if self.database_pool_size == 0 {
-            return Err(bad("database_pool_size", "must be at least 1"));
-        }
-        if self.database_connect_timeout_secs == 0 {
-            return Err(bad("database_connect_timeout_secs", "must be more than 0"));
-        }
-        if self.body_limit < 1024 {
-            return Err(bad("body_limit", "must be at least 1024 bytes"));
-        }
-        if !["text", "json"].contains(&self.log_format.as_str()) {
-            return Err(bad("log_format", "must be `text` or `json`"));
-        }
-        if self.auth.mode == AuthMode::Jwks {
-            let url = self.auth.jwks_url.as_deref().unwrap_or("");
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(bad(
-                    "auth.jwks_url",
-                    "required as an http(s) URL when auth.mode is jwks",
-                ));
-            }
-        }
-        if self.auth.issuer.is_empty() {
-            return Err(bad("auth.issuer", "must not be empty"));
-        }
-        if self.auth.audience.is_empty() {
-            return Err(bad("auth.audience", "must not be empty"));
-        }
-        if self.auth.resource_owner_claim.is_empty() {
-            return Err(bad("auth.resource_owner_claim", "must not be empty"));
-        }
-        for (key, value) in [
-            ("auth.signing_key", &self.auth.signing_key),
-            ("code.secret", &self.code.secret),
-            ("sms.encryption_key", &self.sms.encryption_key),
-        ] {
-            if let Some(v) = value
-                && decode_key(v).is_none()
-            {
-                return Err(bad(
-                    key,
-                    "must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)",
-                ));
-            }
-        }
-        let c = &self.code;
-        if !(4..=64).contains(&c.length) {
-            return Err(bad("code.length", "must be between 4 and 64"));
-        }
-        let alphabet: Vec<char> = c.alphabet.chars().collect();
-        let mut distinct = alphabet.clone();
-        distinct.sort();
-        distinct.dedup();
-        if alphabet.len() < 2 || alphabet.len() > 256 || distinct.len() != alphabet.len() {
+    };
+    if raw.body_limit < 1024 {
+        return Err(bad("body_limit", "must be at least 1024 bytes"));
+    }
+    let log_format = match raw.log_format.as_str() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        _ => return Err(bad("log_format", "must be `text` or `json`")),
+    };
+    Ok(Settings {
+        listen,
+        data_dir: raw.data_dir,
+        database,
+        body_limit: raw.body_limit,
+        log_format,
+        auth: parse_auth(raw.auth)?,
+        code: parse_code(raw.code)?,
+        sms: parse_sms(raw.sms)?,
+        outbox: parse_outbox(raw.outbox)?,
+    })
+}
+
+fn parse_auth(a: RawAuth) -> Result<AuthSettings, ConfigError> {
+    let mode = match a.mode.as_str() {
+        "local" => AuthMode::Local {
+            signing_key: key32("auth.signing_key", &a.signing_key)?,
+            token_ttl: secs(nonzero("auth.token_ttl_secs", a.token_ttl_secs)?),
+        },
+        "jwks" => AuthMode::Jwks {
+            url: http_url(
+                "auth.jwks_url",
+                a.jwks_url.as_deref(),
+                " when auth.mode is jwks",
+            )?,
+            min_refresh: secs(a.jwks_min_refresh_secs),
+        },
+        other => {
             return Err(bad(
-                "code.alphabet",
-                "must hold 2 to 256 distinct characters",
+                "auth.mode",
+                format!("`{other}` is not `local` or `jwks`"),
             ));
         }
-        if alphabet
-            .iter()
-            .any(|ch| ch.is_control() || ch.is_whitespace())
-        {
-            return Err(bad(
-                "code.alphabet",
-                "must not contain spaces or control characters",
-            ));
+    };
+    for (key, value) in [
+        ("auth.issuer", &a.issuer),
+        ("auth.audience", &a.audience),
+        ("auth.resource_owner_claim", &a.resource_owner_claim),
+    ] {
+        if value.is_empty() {
+            return Err(bad(key, "must not be empty"));
         }
-        if c.lifetime_secs == 0 {
-            return Err(bad("code.lifetime_secs", "must be more than 0"));
-        }
-        if c.max_per_window > crate::domain::REMEMBERED_SENDS {
-            return Err(bad(
-                "code.max_per_window",
-                "must be at most 32 (0 turns the limit off)",
-            ));
-        }
-        if c.max_per_window > 0 && c.window_secs == 0 {
-            return Err(bad(
-                "code.window_secs",
-                "must be more than 0 when code.max_per_window is set",
-            ));
-        }
-        if !self.sms.text.contains("{code}") {
-            return Err(bad("sms.text", "must contain `{code}`"));
-        }
-        if self.sms.timeout_secs == 0 {
-            return Err(bad("sms.timeout_secs", "must be more than 0"));
-        }
-        match self.sms.provider {
-            SmsProviderKind::Log => {}
-            SmsProviderKind::Http => {
-                let url = self.sms.http.url.as_deref().unwrap_or("");
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(bad(
-                        "sms.http.url",
-                        "required as an http(s) URL when sms.provider is http",
-                    ));
-                }
-            }
-            SmsProviderKind::Twilio => {
-                let t = &self.sms.twilio;
-                if t.account_sid.as_deref().unwrap_or("").is_empty() {
-                    return Err(bad(
-                        "sms.twilio.account_sid",
-                        "required when sms.provider is twilio",
-                    ));
-                }
-                if t.auth_token.as_deref().unwrap_or("").is_empty() {
-                    return Err(bad(
-                        "sms.twilio.auth_token",
-                        "required when sms.provider is twilio",
-                    ));
-                }
-                if t.from.is_none() == t.messaging_service_sid.is_none() {
+    }
+    Ok(AuthSettings {
+        mode,
+        issuer: a.issuer,
+        audience: a.audience,
+        resource_owner_claim: a.resource_owner_claim,
+        leeway_secs: a.leeway_secs,
+    })
+}
+
+fn parse_code(c: RawCode) -> Result<CodeSettings, ConfigError> {
+    if !(4..=64).contains(&c.length) {
+        return Err(bad("code.length", "must be between 4 and 64"));
+    }
+    let alphabet: Vec<char> = c.alphabet.chars().collect();
+    let mut distinct = alphabet.clone();
+    distinct.sort();
+    distinct.dedup();
+    if alphabet.len() < 2 || alphabet.len() > 256 || distinct.len() != alphabet.len() {
+        return Err(bad(
+            "code.alphabet",
+            "must hold 2 to 256 distinct characters",
+        ));
+    }
+    if alphabet
+        .iter()
+        .any(|ch| ch.is_control() || ch.is_whitespace())
+    {
+        return Err(bad(
+            "code.alphabet",
+            "must not contain spaces or control characters",
+        ));
+    }
+    if c.max_per_window > crate::domain::REMEMBERED_SENDS {
+        return Err(bad(
+            "code.max_per_window",
+            "must be at most 32 (0 turns the limit off)",
+        ));
+    }
+    if c.max_per_window > 0 && c.window_secs == 0 {
+        return Err(bad(
+            "code.window_secs",
+            "must be more than 0 when code.max_per_window is set",
+        ));
+    }
+    Ok(CodeSettings {
+        policy: CodePolicy {
+            length: c.length,
+            alphabet,
+            lifetime_ms: ms_i64(nonzero("code.lifetime_secs", c.lifetime_secs)?, 1000),
+            max_attempts: c.max_attempts,
+        },
+        send: SendPolicy {
+            resend_cooldown_ms: ms_i64(c.resend_cooldown_secs, 1000),
+            window_ms: ms_i64(c.window_secs, 1000),
+            max_per_window: c.max_per_window,
+        },
+        secret: key32("code.secret", &c.secret)?,
+    })
+}
+
+fn parse_sms(s: RawSms) -> Result<SmsSettings, ConfigError> {
+    if !s.text.contains("{code}") {
+        return Err(bad("sms.text", "must contain `{code}`"));
+    }
+    let provider = match s.provider.as_str() {
+        "log" => SmsProvider::Log { file: s.log_file },
+        "http" => SmsProvider::Http {
+            url: http_url(
+                "sms.http.url",
+                s.http.url.as_deref(),
+                " when sms.provider is http",
+            )?,
+            signing_key: s.http.signing_key.map(SecretString::from),
+        },
+        "twilio" => {
+            let t = s.twilio;
+            let required = |key: &str, v: Option<String>| {
+                v.filter(|v| !v.is_empty())
+                    .ok_or_else(|| bad(key, "required when sms.provider is twilio"))
+            };
+            let account_sid = required("sms.twilio.account_sid", t.account_sid)?;
+            let auth_token = required("sms.twilio.auth_token", t.auth_token)?;
+            let sender = match (t.from, t.messaging_service_sid) {
+                (Some(from), None) => TwilioSender::From(from),
+                (None, Some(sid)) => TwilioSender::MessagingService(sid),
+                _ => {
                     return Err(bad(
                         "sms.twilio.from",
                         "set exactly one of sms.twilio.from and sms.twilio.messaging_service_sid",
                     ));
                 }
-                if !(t.base_url.starts_with("http://") || t.base_url.starts_with("https://")) {
-                    return Err(bad("sms.twilio.base_url", "must be an http(s) URL"));
-                }
-            }
+            };
+            SmsProvider::Twilio(TwilioSettings {
+                base_url: http_url("sms.twilio.base_url", Some(&t.base_url), "")?,
+                account_sid,
+                auth_token: SecretString::from(auth_token),
+                sender,
+            })
         }
-        let o = &self.outbox;
-        if o.max_attempts == 0 {
-            return Err(bad("outbox.max_attempts", "must be at least 1"));
+        other => {
+            return Err(bad(
+                "sms.provider",
+                format!("`{other}` is not `log`, `http` or `twilio`"),
+            ));
         }
-        if o.lease_secs == 0 {
-            return Err(bad("outbox.lease_secs", "must be more than 0"));
-        }
-        if o.poll_interval_ms == 0 {
-            return Err(bad("outbox.poll_interval_ms", "must be more than 0"));
-        }
-        if o.batch_size == 0 || o.batch_size > 1000 {
-            return Err(bad("outbox.batch_size", "must be between 1 and 1000"));
-        }
-        Ok(())
-    }
+    };
+    Ok(SmsSettings {
+        provider,
+        text: s.text,
+        timeout: secs(nonzero("sms.timeout_secs", s.timeout_secs)?),
+        encryption_key: key32("sms.encryption_key", &s.encryption_key)?,
+    })
+}
 
-    pub fn listen_addr(&self) -> SocketAddr {
-        self.listen.parse().expect("validated")
+fn parse_outbox(o: RawOutbox) -> Result<OutboxSettings, ConfigError> {
+    if o.max_attempts == 0 {
+        return Err(bad("outbox.max_attempts", "must be at least 1"));
     }
-
-    /// The database URL in effect: the configured one, or the SQLite file in the data dir.
-    pub fn effective_database_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| {
-            format!("sqlite://{}", self.data_dir.join("phoneproof.db").display())
-        })
+    if o.batch_size == 0 || o.batch_size > 1000 {
+        return Err(bad("outbox.batch_size", "must be between 1 and 1000"));
     }
-
-    pub fn pg_tuning(&self) -> crate::store::PgTuning {
-        crate::store::PgTuning {
-            pool_size: self.database_pool_size,
-            connect_timeout: std::time::Duration::from_secs(self.database_connect_timeout_secs),
-            statement_timeout: std::time::Duration::from_millis(self.database_statement_timeout_ms),
-        }
-    }
-
-    pub fn code_policy(&self) -> CodePolicy {
-        CodePolicy {
-            length: self.code.length,
-            alphabet: self.code.alphabet.chars().collect(),
-            lifetime_ms: self.code.lifetime_secs as i64 * 1000,
-            max_attempts: self.code.max_attempts,
-        }
-    }
-
-    pub fn send_policy(&self) -> SendPolicy {
-        SendPolicy {
-            resend_cooldown_ms: self.code.resend_cooldown_secs as i64 * 1000,
-            window_ms: self.code.window_secs as i64 * 1000,
-            max_per_window: self.code.max_per_window,
-        }
-    }
+    Ok(OutboxSettings {
+        worker: o.worker,
+        max_attempts: o.max_attempts,
+        max_age: secs(o.max_age_secs),
+        lease: secs(nonzero("outbox.lease_secs", o.lease_secs)?),
+        poll_interval: Duration::from_millis(nonzero(
+            "outbox.poll_interval_ms",
+            o.poll_interval_ms,
+        )?),
+        base_backoff: Duration::from_millis(o.base_backoff_ms.max(1)),
+        max_backoff: secs(o.max_backoff_secs),
+        batch_size: o.batch_size,
+    })
 }
 
 #[cfg(test)]
@@ -613,11 +853,18 @@ mod tests {
     #[test]
     fn no_configuration_gives_the_embedded_defaults() {
         let s = Settings::load(None, &env(&[])).unwrap();
-        assert_eq!(s.listen, "127.0.0.1:8080");
-        assert_eq!(s.auth.mode, AuthMode::Local);
-        assert_eq!(s.sms.provider, SmsProviderKind::Log);
+        assert_eq!(s.listen, "127.0.0.1:8080".parse().unwrap());
+        assert!(matches!(
+            s.auth.mode,
+            AuthMode::Local {
+                signing_key: None,
+                ..
+            }
+        ));
+        assert!(matches!(s.sms.provider, SmsProvider::Log { file: None }));
         assert!(
-            s.effective_database_url()
+            s.database_url()
+                .expose_secret()
                 .ends_with("phoneproof-data/phoneproof.db")
         );
     }
@@ -626,10 +873,61 @@ mod tests {
     fn environment_overrides_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\n[code]\nlength = 8\n").unwrap();
-        let s = Settings::load(Some(&path), &env(&[("PHONEPROOF_CODE_LENGTH", "10")])).unwrap();
-        assert_eq!(s.listen, "127.0.0.1:9000");
-        assert_eq!(s.code.length, 10);
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\n[code]\nlength = 8\nalphabet = \"ABC\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(
+            Some(&path),
+            &env(&[
+                ("PHONEPROOF_CODE_LENGTH", "10"),
+                ("PHONEPROOF_OUTBOX_WORKER", "no"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.code.policy.length, 10);
+        assert_eq!(s.code.policy.alphabet, vec!['A', 'B', 'C']);
+        assert!(!s.outbox.worker);
+    }
+
+    #[test]
+    fn text_values_that_look_like_numbers_stay_text() {
+        let s = Settings::load(
+            None,
+            &env(&[
+                ("PHONEPROOF_CODE_ALPHABET", "0123456789"),
+                ("PHONEPROOF_AUTH_AUDIENCE", "00042"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.code.policy.alphabet.iter().collect::<String>(),
+            "0123456789"
+        );
+        assert_eq!(s.auth.audience, "00042");
+    }
+
+    #[test]
+    fn every_key_has_its_environment_name() {
+        let names = env_names();
+        for (env, key) in [
+            ("PHONEPROOF_LISTEN", "listen"),
+            (
+                "PHONEPROOF_DATABASE_STATEMENT_TIMEOUT_MS",
+                "database_statement_timeout_ms",
+            ),
+            ("PHONEPROOF_SMS_HTTP_URL", "sms.http.url"),
+            (
+                "PHONEPROOF_SMS_TWILIO_MESSAGING_SERVICE_SID",
+                "sms.twilio.messaging_service_sid",
+            ),
+            ("PHONEPROOF_CODE_SECRET", "code.secret"),
+        ] {
+            assert_eq!(names.get(env).map(String::as_str), Some(key), "{env}");
+        }
+        assert_eq!(names.len(), 45, "{names:?}");
     }
 
     #[test]
@@ -637,15 +935,21 @@ mod tests {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[("PHONEPROOF_LISTEN", "nowhere")], "`listen`"),
             (&[("PHONEPROOF_CODE_LENGTH", "six")], "`code.length`"),
+            (
+                &[("PHONEPROOF_CODE_LENGTH", "six")],
+                "PHONEPROOF_CODE_LENGTH",
+            ),
             (&[("PHONEPROOF_CODE_LENGTH", "2")], "`code.length`"),
             (&[("PHONEPROOF_CODE_ALPHABET", "AAB")], "`code.alphabet`"),
             (&[("PHONEPROOF_AUTH_MODE", "jwks")], "`auth.jwks_url`"),
+            (&[("PHONEPROOF_AUTH_MODE", "oidc")], "`auth.mode`"),
             (&[("PHONEPROOF_SMS_PROVIDER", "http")], "`sms.http.url`"),
             (
                 &[("PHONEPROOF_SMS_PROVIDER", "twilio")],
                 "`sms.twilio.account_sid`",
             ),
             (&[("PHONEPROOF_CODE_SECRET", "short")], "`code.secret`"),
+            (&[("PHONEPROOF_OUTBOX_WORKER", "maybe")], "`outbox.worker`"),
             (
                 &[("PHONEPROOF_NO_SUCH_THING", "1")],
                 "`PHONEPROOF_NO_SUCH_THING`",
@@ -665,6 +969,46 @@ mod tests {
         let err = Settings::load(Some(&path), &env(&[]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("lenght"), "{err}");
+        assert!(err.contains("`code.lenght`"), "{err}");
+        assert!(err.contains("c.toml"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        let err = Settings::load(Some(Path::new("/nonexistent/phoneproof.toml")), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`--config`"), "{err}");
+    }
+
+    #[test]
+    fn secrets_show_neither_in_debug_nor_in_the_summary() {
+        let token = "tw-secret-token-value";
+        let key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="; // 32 zero bytes
+        let s = Settings::load(
+            None,
+            &env(&[
+                (
+                    "PHONEPROOF_DATABASE_URL",
+                    "postgres://app:pg-password@db:5432/pp",
+                ),
+                ("PHONEPROOF_SMS_PROVIDER", "twilio"),
+                ("PHONEPROOF_SMS_TWILIO_ACCOUNT_SID", "AC1"),
+                ("PHONEPROOF_SMS_TWILIO_AUTH_TOKEN", token),
+                ("PHONEPROOF_SMS_TWILIO_FROM", "+15005550006"),
+                ("PHONEPROOF_CODE_SECRET", key),
+                ("PHONEPROOF_AUTH_SIGNING_KEY", key),
+            ]),
+        )
+        .unwrap();
+        for shown in [format!("{s:?}"), s.to_string()] {
+            assert!(!shown.contains("pg-password"), "{shown}");
+            assert!(!shown.contains(token), "{shown}");
+            assert!(!shown.contains(key), "{shown}");
+            assert!(!shown.contains("[0, 0, 0"), "{shown}");
+        }
+        let summary = s.to_string();
+        assert!(summary.contains("PostgreSQL at db:5432/pp"), "{summary}");
+        assert!(summary.contains("Twilio"), "{summary}");
     }
 }

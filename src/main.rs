@@ -67,7 +67,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    phoneproof::telemetry::init(&settings.log_format);
+    phoneproof::telemetry::init(settings.log_format);
     let result = match cli.command {
         Cmd::Serve => serve(settings).await,
         Cmd::Worker => worker(settings).await,
@@ -135,7 +135,10 @@ async fn token(
     org: &str,
     count: Option<u32>,
 ) -> Result<(), String> {
-    if settings.auth.mode != phoneproof::config::AuthMode::Local {
+    if !matches!(
+        settings.auth.mode,
+        phoneproof::config::AuthMode::Local { .. }
+    ) {
         return Err("`token` only works with local auth (auth.mode = local); with jwks, get tokens from your issuer".into());
     }
     if phoneproof::domain::UserId::parse(user).is_none()

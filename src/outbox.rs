@@ -2,7 +2,6 @@
 //! provider, and records the result through the application service. Nothing is deleted;
 //! failures retry or are parked.
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -34,9 +33,9 @@ pub enum Delivery {
 
 /// Exponential backoff with ±25 % jitter, capped.
 fn backoff_ms(settings: &OutboxSettings, attempts_before: u32) -> i64 {
-    let base = settings.base_backoff_ms.max(1) as f64;
+    let base = settings.base_backoff.as_millis().max(1) as f64;
     let exp = base * 2f64.powi(attempts_before.min(30) as i32);
-    let capped = exp.min(settings.max_backoff_secs as f64 * 1000.0);
+    let capped = exp.min(settings.max_backoff.as_millis() as f64);
     let mut b = [0u8; 2];
     os_random(&mut b);
     let jitter = (u16::from_le_bytes(b) as f64 / u16::MAX as f64) * 0.5 + 0.75;
@@ -57,7 +56,7 @@ impl Worker {
         stopping: &(dyn Fn() -> bool + Sync),
     ) -> Result<Vec<Delivery>, AppError> {
         let now = self.service.now();
-        let lease_until = now + self.settings.lease_secs as i64 * 1000;
+        let lease_until = now + self.settings.lease.as_millis() as i64;
         let store = self.service.store();
         let claimed = store
             .claim_due(now, lease_until, self.settings.batch_size)
@@ -135,7 +134,7 @@ impl Worker {
                 let attempts = claimed.attempts + 1;
                 let age_ms = now - claimed.created_at;
                 if attempts >= self.settings.max_attempts
-                    || age_ms >= self.settings.max_age_secs as i64 * 1000
+                    || age_ms >= self.settings.max_age.as_millis() as i64
                 {
                     return self
                         .park(
@@ -178,7 +177,7 @@ impl Worker {
     /// Runs until `shutdown` turns true: delivers, then sleeps until woken by a new message,
     /// the next due time or the poll interval.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let poll = Duration::from_millis(self.settings.poll_interval_ms);
+        let poll = self.settings.poll_interval;
         loop {
             if *shutdown.borrow() {
                 break;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::Sha256;
 
-use crate::config::{SmsProviderKind, SmsSettings};
+use crate::config::{SmsProvider, SmsSettings, TwilioSender};
 use crate::domain::mask_phone;
 
 /// A message as the worker delivers it, after decryption. Never logged whole.
@@ -49,27 +49,24 @@ pub enum Provider {
 impl Provider {
     pub fn from_settings(s: &SmsSettings) -> Provider {
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(s.timeout_secs))
-            .connect_timeout(Duration::from_secs(s.timeout_secs))
+            .timeout(s.timeout)
+            .connect_timeout(s.timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .expect("a TLS backend is compiled in");
-        match s.provider {
-            SmsProviderKind::Log => Provider::Log(LogProvider {
-                file: s.log_file.clone(),
-            }),
-            SmsProviderKind::Http => Provider::Http(HttpProvider {
+        match &s.provider {
+            SmsProvider::Log { file } => Provider::Log(LogProvider { file: file.clone() }),
+            SmsProvider::Http { url, signing_key } => Provider::Http(HttpProvider {
                 client,
-                url: s.http.url.clone().unwrap_or_default(),
-                signing_key: s.http.signing_key.clone().map(SecretString::from),
+                url: url.to_string(),
+                signing_key: signing_key.clone(),
             }),
-            SmsProviderKind::Twilio => Provider::Twilio(TwilioProvider {
+            SmsProvider::Twilio(t) => Provider::Twilio(TwilioProvider {
                 client,
-                base_url: s.twilio.base_url.trim_end_matches('/').to_owned(),
-                account_sid: s.twilio.account_sid.clone().unwrap_or_default(),
-                auth_token: SecretString::from(s.twilio.auth_token.clone().unwrap_or_default()),
-                from: s.twilio.from.clone(),
-                messaging_service_sid: s.twilio.messaging_service_sid.clone(),
+                base_url: t.base_url.as_str().trim_end_matches('/').to_owned(),
+                account_sid: t.account_sid.clone(),
+                auth_token: t.auth_token.clone(),
+                sender: t.sender.clone(),
             }),
         }
     }
@@ -231,8 +228,7 @@ pub struct TwilioProvider {
     base_url: String,
     account_sid: String,
     auth_token: SecretString,
-    from: Option<String>,
-    messaging_service_sid: Option<String>,
+    sender: TwilioSender,
 }
 
 impl TwilioProvider {
@@ -242,10 +238,9 @@ impl TwilioProvider {
             self.base_url, self.account_sid
         );
         let mut form: Vec<(&str, &str)> = vec![("To", &msg.to), ("Body", &msg.text)];
-        match (&self.from, &self.messaging_service_sid) {
-            (_, Some(sid)) => form.push(("MessagingServiceSid", sid)),
-            (Some(from), None) => form.push(("From", from)),
-            (None, None) => {}
+        match &self.sender {
+            TwilioSender::MessagingService(sid) => form.push(("MessagingServiceSid", sid)),
+            TwilioSender::From(from) => form.push(("From", from)),
         }
         let basic = base64::engine::general_purpose::STANDARD.encode(format!(
             "{}:{}",

@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::middleware::CatchPanic;
 use poem::{Endpoint, EndpointExt, IntoResponse, Route, Server, http::HeaderValue, http::header};
+use secrecy::ExposeSecret;
 use tokio::sync::watch;
 
 use crate::app::PhoneService;
 use crate::auth::TokenVerifier;
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{AuthMode, Settings, SmsProviderKind};
-use crate::crypto::decode_key;
+use crate::config::{AuthMode, Settings};
 use crate::domain::{CodeHasher, PhoneNumber, Policies};
 use crate::error::ApiError;
 use crate::metrics::{MethodLabel, Metrics};
@@ -47,11 +47,15 @@ pub enum StartError {
 }
 
 fn configured_keys(settings: &Settings) -> ConfiguredKeys {
-    let key = |k: &Option<String>| k.as_deref().and_then(decode_key);
+    let signing_key = match &settings.auth.mode {
+        AuthMode::Local { signing_key, .. } => signing_key.as_ref(),
+        AuthMode::Jwks { .. } => None,
+    };
+    let key = |k: Option<&crate::config::Key32>| k.map(|k| *k.expose());
     ConfiguredKeys {
-        signing_seed: key(&settings.auth.signing_key),
-        code_key: key(&settings.code.secret),
-        outbox_key: key(&settings.sms.encryption_key),
+        signing_seed: key(signing_key),
+        code_key: key(settings.code.secret.as_ref()),
+        outbox_key: key(settings.sms.encryption_key.as_ref()),
     }
 }
 
@@ -67,21 +71,22 @@ pub struct Core {
 
 impl Core {
     pub async fn build(settings: Settings, clock: Option<SharedClock>) -> Result<Core, StartError> {
-        let url = settings.effective_database_url();
-        if !crate::store::is_postgres_url(&url) {
+        let url = settings.database_url();
+        let url = url.expose_secret();
+        if !crate::store::is_postgres_url(url) {
             std::fs::create_dir_all(&settings.data_dir).map_err(|source| StartError::DataDir {
                 path: settings.data_dir.display().to_string(),
                 source,
             })?;
         }
-        let store = Store::connect(&url, &settings.pg_tuning()).await?;
+        let store = Store::connect(url, &settings.pg_tuning()).await?;
         let secrets =
             crate::secrets::resolve(&configured_keys(&settings), &store, &settings.data_dir)
                 .await?;
         let sealer = SmsSealer::new(&secrets.outbox_key, &settings.sms.text);
         let policies = Policies {
-            code: settings.code_policy(),
-            send: settings.send_policy(),
+            code: settings.code.policy.clone(),
+            send: settings.code.send.clone(),
         };
         let service = PhoneService::new(
             store,
@@ -111,66 +116,9 @@ impl Core {
 
     /// One line per choice in effect, so a new user sees what runs.
     pub fn announce(&self) {
-        let s = &self.settings;
-        let db = s.effective_database_url();
-        let db_shown = db.split('@').next_back().unwrap_or(&db);
-        tracing::info!("data dir: {}", s.data_dir.display());
-        if db.starts_with("sqlite:") {
-            tracing::info!("database: {db_shown} (SQLite, WAL, synchronous=NORMAL)");
-        } else {
-            tracing::info!("database: {db_shown}");
+        for line in self.settings.to_string().lines() {
+            tracing::info!("{line}");
         }
-        match s.auth.mode {
-            AuthMode::Local => tracing::info!(
-                "auth: local tokens (issuer {}, audience {}); get one with `phoneproof token --user <id> --org <id>`",
-                s.auth.issuer,
-                s.auth.audience
-            ),
-            AuthMode::Jwks => tracing::info!(
-                "auth: JWKS from {} (issuer {}, audience {})",
-                s.auth.jwks_url.as_deref().unwrap_or(""),
-                s.auth.issuer,
-                s.auth.audience
-            ),
-        }
-        tracing::info!(
-            "auth: resource owner claim `{}`",
-            s.auth.resource_owner_claim
-        );
-        match s.sms.provider {
-            SmsProviderKind::Log => tracing::info!(
-                "sms: log provider: messages (with their codes) go to this log{}; for local use only",
-                s.sms
-                    .log_file
-                    .as_ref()
-                    .map(|f| format!(" and to {}", f.display()))
-                    .unwrap_or_default()
-            ),
-            SmsProviderKind::Http => tracing::info!(
-                "sms: HTTP provider{}",
-                if s.sms.http.signing_key.is_some() {
-                    " (signed requests)"
-                } else {
-                    " (unsigned requests)"
-                }
-            ),
-            SmsProviderKind::Twilio => {
-                tracing::info!("sms: Twilio provider at {}", s.sms.twilio.base_url)
-            }
-        }
-        tracing::info!(
-            "codes: {} characters of {:?}, valid {} s, {} wrong attempts allowed (0 = unlimited)",
-            s.code.length,
-            s.code.alphabet,
-            s.code.lifetime_secs,
-            s.code.max_attempts
-        );
-        tracing::info!(
-            "sends: resend cooldown {} s, at most {} codes per {} s per user",
-            s.code.resend_cooldown_secs,
-            s.code.max_per_window,
-            s.code.window_secs
-        );
     }
 }
 
@@ -263,12 +211,12 @@ impl Application {
         let s = &core.settings;
         let verifier = Arc::new(TokenVerifier::new(&s.auth, &core.secrets.signing_seed)?);
         verifier.warm().await;
-        let addr = s.listen.clone();
-        let acceptor = TcpListener::bind(addr.clone())
+        let addr = s.listen;
+        let acceptor = TcpListener::bind(addr)
             .into_acceptor()
             .await
             .map_err(|source| StartError::Listen {
-                addr: addr.clone(),
+                addr: addr.to_string(),
                 source,
             })?;
         let port = acceptor
@@ -278,7 +226,7 @@ impl Application {
             .unwrap_or_default();
         tracing::info!(
             "listening on http://{}:{port} (Swagger UI at /swagger-ui/)",
-            s.listen_addr().ip()
+            s.listen.ip()
         );
         let worker = core.worker();
         let run_worker = s.outbox.worker;

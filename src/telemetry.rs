@@ -1,9 +1,10 @@
 //! Logging set-up: human-readable or JSON lines, filtered by `PHONEPROOF_LOG` / `RUST_LOG`.
 use std::io::IsTerminal;
 
+use crate::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
-pub fn init(format: &str) {
+pub fn init(format: LogFormat) {
     let filter = std::env::var("PHONEPROOF_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info,sqlx=warn".to_owned());
@@ -11,7 +12,7 @@ pub fn init(format: &str) {
         .with_env_filter(EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .with_ansi(colours());
-    let _ = if format == "json" {
+    let _ = if format == LogFormat::Json {
         builder.json().try_init()
     } else {
         builder.try_init()

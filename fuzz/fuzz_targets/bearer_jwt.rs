@@ -12,7 +12,7 @@ use ed25519_dalek::pkcs8::EncodePrivateKey;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use libfuzzer_sys::fuzz_target;
 use phoneproof::auth::{TokenVerifier, bearer_token};
-use phoneproof::config::AuthSettings;
+use phoneproof::config::Settings;
 use phoneproof::error::ApiError;
 use phoneproof_fuzz::{JwtInput, install_panic_policy};
 
@@ -34,7 +34,7 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 
 fn verifier() -> &'static TokenVerifier {
     static V: OnceLock<TokenVerifier> = OnceLock::new();
-    V.get_or_init(|| TokenVerifier::new(&AuthSettings::default(), &SEED).expect("verifier"))
+    V.get_or_init(|| TokenVerifier::new(&Settings::default().auth, &SEED).expect("verifier"))
 }
 
 /// The verifier's own signing key, to sign arbitrary claims.

@@ -58,14 +58,14 @@ fn harness() -> &'static Harness {
             .build()
             .expect("tokio runtime");
         let mut settings = Settings {
-            listen: "127.0.0.1:0".into(),
+            listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: data_dir(),
             ..Default::default()
         };
         settings.outbox.worker = false;
         // Without the send limits most PUTs reach the storage write path instead of 429.
-        settings.code.max_per_window = 0;
-        settings.code.resend_cooldown_secs = 0;
+        settings.code.send.max_per_window = 0;
+        settings.code.send.resend_cooldown_ms = 0;
         let app = rt
             .block_on(Application::build(settings, None))
             .expect("application builds");

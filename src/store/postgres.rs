@@ -64,6 +64,17 @@ pub struct PgTuning {
     pub statement_timeout: Duration,
 }
 
+/// The documented defaults (`database_pool_size` and the two timeouts in README.md).
+impl Default for PgTuning {
+    fn default() -> Self {
+        Self {
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_millis(5000),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,

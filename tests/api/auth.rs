@@ -39,9 +39,13 @@ fn sign(alg: Algorithm, kid: Option<&str>, claims: &Value, key: &EncodingKey) ->
 
 #[tokio::test]
 async fn local_tokens_are_checked_for_time_issuer_audience_signature_and_algorithm() {
-    let app =
-        spawn_app_with(|s| s.auth.signing_key = Some(phoneproof::crypto::encode_key(&LOCAL_SEED)))
-            .await;
+    let app = spawn_app_with(|s| {
+        s.auth.mode = phoneproof::config::AuthMode::Local {
+            signing_key: Some(LOCAL_SEED.into()),
+            token_ttl: std::time::Duration::from_secs(3600),
+        }
+    })
+    .await;
     let key = local_key();
     let good = claims("phoneproof-local", "phoneproof", now() + 600, now() - 5);
     assert_eq!(
@@ -200,13 +204,7 @@ async fn jwks_tokens_in_rs256_es256_and_eddsa_are_accepted_without_a_fetch_per_r
         .expect(1)
         .mount(&issuer)
         .await;
-    let app = spawn_app_with(|s| {
-        s.auth.mode = phoneproof::config::AuthMode::Jwks;
-        s.auth.jwks_url = Some(format!("{}/keys", issuer.uri()));
-        s.auth.issuer = "https://issuer.example".into();
-        s.auth.audience = "phoneproof-api".into();
-    })
-    .await;
+    let app = spawn_app_with(jwks_settings(&issuer, 10)).await;
     let c = claims(
         "https://issuer.example",
         "phoneproof-api",
@@ -255,14 +253,7 @@ async fn an_unknown_kid_refreshes_the_keys_once() {
         .expect(1)
         .mount(&issuer)
         .await;
-    let app = spawn_app_with(|s| {
-        s.auth.mode = phoneproof::config::AuthMode::Jwks;
-        s.auth.jwks_url = Some(format!("{}/keys", issuer.uri()));
-        s.auth.issuer = "https://issuer.example".into();
-        s.auth.audience = "phoneproof-api".into();
-        s.auth.jwks_min_refresh_secs = 0;
-    })
-    .await;
+    let app = spawn_app_with(jwks_settings(&issuer, 0)).await;
     // The issuer rotates in a new Ed25519 key.
     let ed = SigningKey::from_bytes(&[8; 32]);
     Mock::given(method("GET"))
@@ -293,11 +284,12 @@ async fn an_unknown_kid_refreshes_the_keys_once() {
 fn jwks_settings(issuer: &MockServer, min_refresh_secs: u64) -> impl FnOnce(&mut Settings) {
     let url = format!("{}/keys", issuer.uri());
     move |s| {
-        s.auth.mode = phoneproof::config::AuthMode::Jwks;
-        s.auth.jwks_url = Some(url);
+        s.auth.mode = phoneproof::config::AuthMode::Jwks {
+            url: url.parse().expect("a URL"),
+            min_refresh: std::time::Duration::from_secs(min_refresh_secs),
+        };
         s.auth.issuer = "https://issuer.example".into();
         s.auth.audience = "phoneproof-api".into();
-        s.auth.jwks_min_refresh_secs = min_refresh_secs;
     }
 }
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
-use phoneproof::config::{Settings, SmsProviderKind};
+use phoneproof::config::{Settings, SmsProvider, TwilioSender, TwilioSettings};
 use phoneproof::outbox::Delivery;
 use serde_json::Value;
 use sha2::Sha256;
@@ -15,20 +15,22 @@ use crate::helpers::*;
 const SIGNING_KEY: &str = "whsec-test-key";
 
 fn http_provider(s: &mut Settings, server: &MockServer) {
-    s.sms.provider = SmsProviderKind::Http;
-    s.sms.http.url = Some(format!("{}/sms", server.uri()));
-    s.sms.http.signing_key = Some(SIGNING_KEY.into());
-    s.sms.timeout_secs = 1;
+    s.sms.provider = SmsProvider::Http {
+        url: format!("{}/sms", server.uri()).parse().expect("a URL"),
+        signing_key: Some(SIGNING_KEY.into()),
+    };
+    s.sms.timeout = std::time::Duration::from_secs(1);
     // Tests drive the worker step by step.
     s.outbox.worker = false;
 }
 
 fn twilio_provider(s: &mut Settings, server: &MockServer) {
-    s.sms.provider = SmsProviderKind::Twilio;
-    s.sms.twilio.base_url = server.uri();
-    s.sms.twilio.account_sid = Some("AC123".into());
-    s.sms.twilio.auth_token = Some("twilio-secret".into());
-    s.sms.twilio.from = Some("+15005550006".into());
+    s.sms.provider = SmsProvider::Twilio(TwilioSettings {
+        base_url: server.uri().parse().expect("a URL"),
+        account_sid: "AC123".into(),
+        auth_token: "twilio-secret".into(),
+        sender: TwilioSender::From("+15005550006".into()),
+    });
     s.outbox.worker = false;
 }
 
@@ -153,8 +155,9 @@ async fn twilio_with_a_messaging_service_sends_no_from() {
         .await;
     let app = spawn_app_with(|s| {
         twilio_provider(s, &provider);
-        s.sms.twilio.from = None;
-        s.sms.twilio.messaging_service_sid = Some("MG9".into());
+        if let SmsProvider::Twilio(t) = &mut s.sms.provider {
+            t.sender = TwilioSender::MessagingService("MG9".into());
+        }
     })
     .await;
     app.set_phone(&app.token("svc"), "+41710000000").await;
@@ -307,7 +310,7 @@ async fn a_429_with_retry_after_waits_at_least_that_long() {
         .await;
     let app = spawn_app_with(|s| {
         http_provider(s, &provider);
-        s.outbox.base_backoff_ms = 100;
+        s.outbox.base_backoff = std::time::Duration::from_millis(100);
     })
     .await;
     app.set_phone(&app.token("busy"), "+41710000000").await;
@@ -484,7 +487,7 @@ async fn a_message_failing_past_its_maximum_age_is_parked() {
         .await;
     let app = spawn_app_with(|s| {
         http_provider(s, &provider);
-        s.outbox.max_age_secs = 60;
+        s.outbox.max_age = std::time::Duration::from_secs(60);
     })
     .await;
     app.set_phone(&app.token("old"), "+41710000000").await;

@@ -4,10 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use phoneproof::clock::{Clock, ManualClock};
-use phoneproof::config::Settings;
+use phoneproof::config::{Database, Settings, SmsProvider};
 use phoneproof::startup::Application;
 use phoneproof::state::AppState;
 use reqwest::{Method, StatusCode};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -68,12 +69,14 @@ impl Answer {
 
 pub fn test_settings(dir: &TempDir) -> Settings {
     let mut s = Settings {
-        listen: "127.0.0.1:0".into(),
+        listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().to_path_buf(),
         ..Settings::default()
     };
-    s.sms.log_file = Some(dir.path().join("sms.jsonl"));
-    s.outbox.poll_interval_ms = 50;
+    s.sms.provider = SmsProvider::Log {
+        file: Some(dir.path().join("sms.jsonl")),
+    };
+    s.outbox.poll_interval = Duration::from_millis(50);
     s
 }
 
@@ -90,19 +93,18 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = test_settings(&dir);
     if on_postgres() {
-        settings.database_url = Some(crate::postgres::fresh_database().await);
+        settings.database = Database::postgres(crate::postgres::fresh_database().await);
     }
     configure(&mut settings);
     spawn_app_in(dir, settings).await
 }
 
 pub async fn spawn_app_in(dir: TempDir, settings: Settings) -> TestApp {
-    let database_url = settings.effective_database_url();
-    let sms_log = settings
-        .sms
-        .log_file
-        .clone()
-        .unwrap_or_else(|| dir.path().join("sms.jsonl"));
+    let database_url = settings.database_url().expose_secret().to_owned();
+    let sms_log = match &settings.sms.provider {
+        SmsProvider::Log { file: Some(file) } => file.clone(),
+        _ => dir.path().join("sms.jsonl"),
+    };
     let clock = Arc::new(ManualClock::new(chrono::Utc::now().timestamp_millis()));
     let app = Application::build(settings, Some(clock.clone()))
         .await

@@ -10,7 +10,7 @@ const CODE_LEN: &str =
 
 fn runtime_and_app() -> (tokio::runtime::Runtime, TestApp) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let app = rt.block_on(spawn_app_with(|s| s.code.max_per_window = 0));
+    let app = rt.block_on(spawn_app_with(|s| s.code.send.max_per_window = 0));
     (rt, app)
 }
 

@@ -3,7 +3,7 @@ use crate::helpers::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_concurrent_sets_give_gapless_distinct_sequences() {
-    let app = spawn_app_with(|s| s.code.max_per_window = 0).await;
+    let app = spawn_app_with(|s| s.code.send.max_per_window = 0).await;
     let t = app.token("racer");
     let calls = (0..10).map(|i| {
         let (app, t) = (&app, &t);

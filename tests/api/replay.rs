@@ -30,7 +30,7 @@ fn folding_the_event_log_gives_the_projection() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let app = rt.block_on(spawn_app_with(|s| {
         s.outbox.worker = false;
-        s.code.max_attempts = 2;
+        s.code.policy.max_attempts = 2;
     }));
     // The test draws the codes itself (commands carry them), so it knows the right one.
     let hasher = CodeHasher::new([4; 32]);

@@ -47,7 +47,7 @@ async fn past_the_attempt_cap_even_the_right_code_is_refused_until_a_resend() {
 
 #[tokio::test]
 async fn zero_attempts_means_unlimited() {
-    let app = spawn_app_with(|s| s.code.max_attempts = 0).await;
+    let app = spawn_app_with(|s| s.code.policy.max_attempts = 0).await;
     let t = app.token("patient");
     app.set_phone(&t, "+41710000000").await;
     let code = app.wait_for_code("+41710000000", 1).await;
