@@ -72,6 +72,8 @@ pub struct Settings {
     /// Largest accepted request body, bytes.
     pub body_limit: usize,
     pub log_format: LogFormat,
+    /// Origins whose pages may call the gRPC-web surface.
+    pub grpc_web_origins: AllowedOrigins,
     pub auth: AuthSettings,
     pub code: CodeSettings,
     pub sms: SmsSettings,
@@ -94,6 +96,14 @@ impl Database {
             tuning: PgTuning::default(),
         }
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    /// Any origin, as ZITADEL allows.
+    Any,
+    /// Only these, e.g. `https://console.example.com`.
+    List(Vec<String>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -485,6 +495,7 @@ struct RawSettings {
     database_statement_timeout_ms: u64,
     body_limit: usize,
     log_format: String,
+    grpc_web_allowed_origins: String,
     auth: RawAuth,
     code: RawCode,
     sms: RawSms,
@@ -502,6 +513,7 @@ impl Default for RawSettings {
             database_statement_timeout_ms: 5000,
             body_limit: 64 * 1024,
             log_format: "text".into(),
+            grpc_web_allowed_origins: "*".into(),
             auth: RawAuth::default(),
             code: RawCode::default(),
             sms: RawSms::default(),
@@ -660,17 +672,44 @@ fn parse(raw: RawSettings) -> Result<Settings, ConfigError> {
         "json" => LogFormat::Json,
         _ => return Err(bad("log_format", "must be `text` or `json`")),
     };
+    let grpc_web_origins = parse_origins(&raw.grpc_web_allowed_origins)?;
     Ok(Settings {
         listen,
         data_dir: raw.data_dir,
         database,
         body_limit: raw.body_limit,
         log_format,
+        grpc_web_origins,
         auth: parse_auth(raw.auth)?,
         code: parse_code(raw.code)?,
         sms: parse_sms(raw.sms)?,
         outbox: parse_outbox(raw.outbox)?,
     })
+}
+
+/// `*`, or a comma-separated list of origins (`scheme://host[:port]`).
+fn parse_origins(raw: &str) -> Result<AllowedOrigins, ConfigError> {
+    const KEY: &str = "grpc_web_allowed_origins";
+    if raw.trim() == "*" {
+        return Ok(AllowedOrigins::Any);
+    }
+    let mut list = Vec::new();
+    for origin in raw.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let url = Url::parse(origin)
+            .ok()
+            .filter(|u| u.has_host() && matches!(u.path(), "" | "/") && u.query().is_none());
+        let Some(url) = url else {
+            return Err(bad(
+                KEY,
+                format!("`{origin}` is not an origin like https://app.example.com"),
+            ));
+        };
+        list.push(url.origin().ascii_serialization());
+    }
+    if list.is_empty() {
+        return Err(bad(KEY, "`*` or at least one origin"));
+    }
+    Ok(AllowedOrigins::List(list))
 }
 
 fn parse_auth(a: RawAuth) -> Result<AuthSettings, ConfigError> {
@@ -927,7 +966,7 @@ mod tests {
         ] {
             assert_eq!(names.get(env).map(String::as_str), Some(key), "{env}");
         }
-        assert_eq!(names.len(), 45, "{names:?}");
+        assert_eq!(names.len(), 46, "{names:?}");
     }
 
     #[test]
@@ -951,6 +990,10 @@ mod tests {
             (&[("PHONEPROOF_CODE_SECRET", "short")], "`code.secret`"),
             (&[("PHONEPROOF_OUTBOX_WORKER", "maybe")], "`outbox.worker`"),
             (
+                &[("PHONEPROOF_GRPC_WEB_ALLOWED_ORIGINS", "not an origin")],
+                "`grpc_web_allowed_origins`",
+            ),
+            (
                 &[("PHONEPROOF_NO_SUCH_THING", "1")],
                 "`PHONEPROOF_NO_SUCH_THING`",
             ),
@@ -971,6 +1014,24 @@ mod tests {
             .to_string();
         assert!(err.contains("`code.lenght`"), "{err}");
         assert!(err.contains("c.toml"), "{err}");
+    }
+
+    #[test]
+    fn grpc_web_origins_are_any_or_a_list() {
+        let origins = |v: &str| {
+            Settings::load(None, &env(&[("PHONEPROOF_GRPC_WEB_ALLOWED_ORIGINS", v)]))
+                .map(|s| s.grpc_web_origins)
+        };
+        assert_eq!(Settings::default().grpc_web_origins, AllowedOrigins::Any);
+        assert_eq!(
+            origins("https://a.example, http://localhost:5173/").unwrap(),
+            AllowedOrigins::List(vec![
+                "https://a.example".into(),
+                "http://localhost:5173".into()
+            ])
+        );
+        assert!(origins("https://a.example/path").is_err());
+        assert!(origins(" , ").is_err());
     }
 
     #[test]

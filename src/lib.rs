@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod domain;
 pub mod error;
 pub mod faults;
+pub mod grpc;
 pub mod metrics;
 pub mod openapi;
 pub mod outbox;

@@ -80,6 +80,15 @@ struct RequestLabels {
 
 type RequestHistograms = Family<RequestLabels, Histogram, fn() -> Histogram>;
 
+/// One gRPC series: a method of the served set and a gRPC status code (0 to 16).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct GrpcLabels {
+    method: &'static str,
+    code: i32,
+}
+
+type GrpcHistograms = Family<GrpcLabels, Histogram, fn() -> Histogram>;
+
 pub struct Metrics {
     pub sms_sent: Counter,
     pub sms_failed: Counter,
@@ -87,6 +96,7 @@ pub struct Metrics {
     pub sms_parked: Counter,
     pub sms_dropped: Counter,
     requests: RequestHistograms,
+    grpc: GrpcHistograms,
     /// Handles to the metrics above, for `render`.
     registry: Registry,
 }
@@ -100,6 +110,7 @@ impl Default for Metrics {
             sms_parked: Counter::default(),
             sms_dropped: Counter::default(),
             requests: Family::new_with_constructor(|| Histogram::new(BUCKETS)),
+            grpc: Family::new_with_constructor(|| Histogram::new(BUCKETS)),
             registry: Registry::default(),
         };
         // Counters are named without `_total`: the encoder adds it to the sample.
@@ -137,6 +148,11 @@ impl Default for Metrics {
             "HTTP requests by route, method and status",
             m.requests.clone(),
         );
+        m.registry.register(
+            "phoneproof_grpc_request_duration_seconds",
+            "gRPC and gRPC-web calls by method and status code",
+            m.grpc.clone(),
+        );
         m
     }
 }
@@ -157,6 +173,12 @@ impl Metrics {
             status,
         };
         self.requests.get_or_create(&labels).observe(secs);
+    }
+
+    /// `method` comes from `grpc::METHODS`, `code` is a gRPC status code.
+    pub fn observe_grpc(&self, method: &'static str, code: i32, secs: f64) {
+        let labels = GrpcLabels { method, code };
+        self.grpc.get_or_create(&labels).observe(secs);
     }
 
     /// The exposition; the queue gauges are left out when the store could not count.

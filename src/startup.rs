@@ -132,6 +132,12 @@ fn route_label(path: &str) -> &'static str {
         "/metrics" => "/metrics",
         "/openapi.json" => "/openapi.json",
         p if p.starts_with("/swagger-ui") => "/swagger-ui",
+        p if crate::grpc::PATH_PREFIXES
+            .iter()
+            .any(|prefix| p.starts_with(prefix)) =>
+        {
+            "/grpc"
+        }
         _ => "unmatched",
     }
 }
@@ -152,7 +158,15 @@ fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> poem::Resp
 pub fn build_routes(state: Arc<AppState>) -> impl Endpoint<Output = poem::Response> {
     let metrics = state.metrics.clone();
     let verifier = state.verifier.clone();
-    ops::routes(phone::routes(Route::new()))
+    let grpc = Arc::new(crate::grpc::endpoint(
+        state.clone(),
+        &state.grpc_web_origins,
+    ));
+    let mut route = ops::routes(phone::routes(Route::new()));
+    for prefix in crate::grpc::PATH_PREFIXES {
+        route = route.nest_no_strip(prefix, grpc.clone());
+    }
+    route
         .data(state)
         .data(verifier)
         // A panic in a handler answers 500 in the contract's shape instead of a dropped
@@ -161,6 +175,10 @@ pub fn build_routes(state: Arc<AppState>) -> impl Endpoint<Output = poem::Respon
         .around(move |ep, req| {
             let metrics = metrics.clone();
             async move {
+                // gRPC calls are counted by method and code in the service itself.
+                if crate::grpc::is_grpc_request(&req) {
+                    return ep.call(req).await.map(IntoResponse::into_response);
+                }
                 let start = Instant::now();
                 // Both labels from fixed sets, taken before the request is moved.
                 let method = MethodLabel::of(req.method());
@@ -238,6 +256,7 @@ impl Application {
             verifier,
             body_limit: s.body_limit,
             metrics: core.metrics.clone(),
+            grpc_web_origins: s.grpc_web_origins.clone(),
             openapi_json: crate::openapi::openapi_json(),
             swagger_config: Arc::new(utoipa_swagger_ui::Config::new(["/openapi.json"])),
         });

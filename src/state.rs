@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::app::PhoneService;
 use crate::auth::TokenVerifier;
+use crate::config::AllowedOrigins;
 use crate::metrics::Metrics;
 
 pub struct AppState {
@@ -12,6 +13,8 @@ pub struct AppState {
     /// Largest accepted request body, bytes.
     pub body_limit: usize,
     pub metrics: Arc<Metrics>,
+    /// Origins whose pages may call gRPC-web (CORS).
+    pub grpc_web_origins: AllowedOrigins,
     pub openapi_json: String,
     pub swagger_config: Arc<utoipa_swagger_ui::Config<'static>>,
 }

@@ -15,4 +15,5 @@ mod postgres;
 mod races;
 mod replay;
 mod replicas;
+mod surfaces;
 mod throttling;
