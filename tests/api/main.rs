@@ -6,6 +6,7 @@ mod delivery;
 mod errors;
 mod failures;
 mod flow;
+mod grpc;
 mod helpers;
 mod limits;
 mod logging;
