@@ -3,6 +3,7 @@
 #   bash .ci/bench.sh                 # SQLite, one process
 #   BACKEND=postgres REPLICAS=2 bash .ci/bench.sh   # PostgreSQL, N replicas (round-robin)
 # Needs wrk (Debian package) and a release build; PostgreSQL is started here when asked for.
+# GRPC=0 skips the gRPC SetMyPhone run (a small tonic client, .ci/bench/grpc-load).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
@@ -44,3 +45,9 @@ for mode in set verify; do
   wait "${WRK[@]}"
   for p in "${PORTS[@]}"; do echo "$mode @$p: $(grep requests/s $WORK/wrk-$mode-$p.txt)"; done
 done
+# The same Set over gRPC (h2c), same users and connection count, first replica only.
+if [ "${GRPC:-1}" = 1 ]; then
+  cargo build --release -q --manifest-path .ci/bench/grpc-load/Cargo.toml --target-dir target/grpc-load
+  echo "grpc-set @${PORTS[0]}: $(target/grpc-load/release/grpc-load "http://127.0.0.1:${PORTS[0]}" \
+    $WORK/tokens.txt $((CONNECTIONS / REPLICAS)) ${DURATION%s})"
+fi

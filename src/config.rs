@@ -199,6 +199,8 @@ pub struct OutboxSettings {
     pub base_backoff: Duration,
     pub max_backoff: Duration,
     pub batch_size: u32,
+    /// Deliveries in flight at once per process.
+    pub concurrency: usize,
 }
 
 impl Default for Settings {
@@ -467,6 +469,7 @@ struct RawOutbox {
     base_backoff_ms: u64,
     max_backoff_secs: u64,
     batch_size: u32,
+    concurrency: usize,
 }
 
 impl Default for RawOutbox {
@@ -480,6 +483,7 @@ impl Default for RawOutbox {
             base_backoff_ms: 1000,
             max_backoff_secs: 300,
             batch_size: 32,
+            concurrency: 32,
         }
     }
 }
@@ -673,6 +677,15 @@ fn parse(raw: RawSettings) -> Result<Settings, ConfigError> {
         _ => return Err(bad("log_format", "must be `text` or `json`")),
     };
     let grpc_web_origins = parse_origins(&raw.grpc_web_allowed_origins)?;
+    let sms = parse_sms(raw.sms)?;
+    let outbox = parse_outbox(raw.outbox)?;
+    if outbox.lease <= sms.timeout {
+        // Else a send still under way could be claimed again and the SMS sent twice.
+        return Err(bad(
+            "outbox.lease_secs",
+            "must be longer than sms.timeout_secs",
+        ));
+    }
     Ok(Settings {
         listen,
         data_dir: raw.data_dir,
@@ -682,8 +695,8 @@ fn parse(raw: RawSettings) -> Result<Settings, ConfigError> {
         grpc_web_origins,
         auth: parse_auth(raw.auth)?,
         code: parse_code(raw.code)?,
-        sms: parse_sms(raw.sms)?,
-        outbox: parse_outbox(raw.outbox)?,
+        sms,
+        outbox,
     })
 }
 
@@ -863,6 +876,9 @@ fn parse_outbox(o: RawOutbox) -> Result<OutboxSettings, ConfigError> {
     if o.batch_size == 0 || o.batch_size > 1000 {
         return Err(bad("outbox.batch_size", "must be between 1 and 1000"));
     }
+    if !(1..=1000).contains(&o.concurrency) {
+        return Err(bad("outbox.concurrency", "must be between 1 and 1000"));
+    }
     Ok(OutboxSettings {
         worker: o.worker,
         max_attempts: o.max_attempts,
@@ -875,6 +891,7 @@ fn parse_outbox(o: RawOutbox) -> Result<OutboxSettings, ConfigError> {
         base_backoff: Duration::from_millis(o.base_backoff_ms.max(1)),
         max_backoff: secs(o.max_backoff_secs),
         batch_size: o.batch_size,
+        concurrency: o.concurrency,
     })
 }
 
@@ -966,7 +983,7 @@ mod tests {
         ] {
             assert_eq!(names.get(env).map(String::as_str), Some(key), "{env}");
         }
-        assert_eq!(names.len(), 46, "{names:?}");
+        assert_eq!(names.len(), 47, "{names:?}");
     }
 
     #[test]
@@ -989,6 +1006,14 @@ mod tests {
             ),
             (&[("PHONEPROOF_CODE_SECRET", "short")], "`code.secret`"),
             (&[("PHONEPROOF_OUTBOX_WORKER", "maybe")], "`outbox.worker`"),
+            (
+                &[("PHONEPROOF_SMS_TIMEOUT_SECS", "30")],
+                "`outbox.lease_secs`",
+            ),
+            (
+                &[("PHONEPROOF_OUTBOX_CONCURRENCY", "0")],
+                "`outbox.concurrency`",
+            ),
             (
                 &[("PHONEPROOF_GRPC_WEB_ALLOWED_ORIGINS", "not an origin")],
                 "`grpc_web_allowed_origins`",

@@ -3,6 +3,7 @@
 //! failures retry or are parked.
 use std::sync::Arc;
 
+use futures::{StreamExt, TryStreamExt};
 use tokio::sync::watch;
 
 use crate::app::{AppError, PhoneService};
@@ -31,6 +32,17 @@ pub enum Delivery {
     Dropped,
 }
 
+/// A delivery that could not be settled stays claimed until its lease ends, then is retried.
+fn log_outcome(done: Result<Result<Delivery, AppError>, tokio::task::JoinError>) {
+    match done {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "SMS delivery step failed; retried after the lease")
+        }
+        Err(e) => tracing::error!(error = %e, "SMS delivery task failed; retried after the lease"),
+    }
+}
+
 /// Exponential backoff with ±25 % jitter, capped.
 fn backoff_ms(settings: &OutboxSettings, attempts_before: u32) -> i64 {
     let base = settings.base_backoff.as_millis().max(1) as f64;
@@ -43,37 +55,27 @@ fn backoff_ms(settings: &OutboxSettings, attempts_before: u32) -> i64 {
 }
 
 impl Worker {
-    /// Claims what is due and tries each once; returns what happened to each.
+    /// Claims what is due (up to `batch_size`) and tries each once, up to `concurrency` at a
+    /// time; returns what happened to each, in claim order.
     #[tracing::instrument(skip_all)]
     pub async fn deliver_next(&self) -> Result<Vec<Delivery>, AppError> {
-        self.deliver_until(&|| false).await
+        let claimed = self.claim(self.settings.batch_size as usize).await?;
+        futures::stream::iter(claimed)
+            .map(|msg| self.deliver_one(msg))
+            .buffered(self.settings.concurrency)
+            .try_collect()
+            .await
     }
 
-    /// As `deliver_next`, but once `stopping()` turns true the claims not yet tried are
-    /// released, so another worker takes them without waiting for the lease.
-    async fn deliver_until(
-        &self,
-        stopping: &(dyn Fn() -> bool + Sync),
-    ) -> Result<Vec<Delivery>, AppError> {
+    async fn claim(&self, limit: usize) -> Result<Vec<ClaimedSms>, AppError> {
         let now = self.service.now();
         let lease_until = now + self.settings.lease.as_millis() as i64;
-        let store = self.service.store();
-        let claimed = store
-            .claim_due(now, lease_until, self.settings.batch_size)
-            .await?;
-        let mut out = Vec::with_capacity(claimed.len());
-        let mut rest = claimed.into_iter();
-        for msg in rest.by_ref() {
-            out.push(self.deliver_one(msg).await?);
-            if stopping() {
-                break;
-            }
-        }
-        let left: Vec<String> = rest.map(|m| m.id).collect();
-        if !left.is_empty() {
-            store.release(&left).await?;
-        }
-        Ok(out)
+        let limit = limit.min(self.settings.batch_size as usize) as u32;
+        Ok(self
+            .service
+            .store()
+            .claim_due(now, lease_until, limit)
+            .await?)
     }
 
     #[tracing::instrument(skip_all, fields(message_id = %claimed.id, to = %claimed.recipient_masked))]
@@ -174,30 +176,46 @@ impl Worker {
         Ok(Delivery::Parked)
     }
 
-    /// Runs until `shutdown` turns true: delivers, then sleeps until woken by a new message,
-    /// the next due time or the poll interval.
+    /// Runs until `shutdown` turns true, keeping up to `concurrency` deliveries in flight: a
+    /// free slot is filled as soon as one finishes, so a slow or timing-out provider call holds
+    /// only its own slot. Sleeps, when nothing is due, until woken by a new message or the
+    /// poll interval. On shutdown it claims nothing more and lets what is in flight finish.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let poll = self.settings.poll_interval;
+        let limit = self.settings.concurrency;
+        let mut in_flight = tokio::task::JoinSet::new();
         loop {
             if *shutdown.borrow() {
                 break;
             }
             let notify = self.service.outbox_wakeup();
             let wakeup = notify.notified();
-            let mut busy = false;
-            let stop_flag = shutdown.clone();
-            match self.deliver_until(&move || *stop_flag.borrow()).await {
-                Ok(done) => busy = !done.is_empty(),
-                Err(e) => tracing::error!(error = %e, "outbox worker step failed; will retry"),
+            let free = limit - in_flight.len();
+            let mut more_due = false;
+            if free > 0 {
+                match self.claim(free).await {
+                    Ok(claimed) => {
+                        more_due = claimed.len() == free.min(self.settings.batch_size as usize);
+                        for msg in claimed {
+                            let worker = self.clone();
+                            in_flight.spawn(async move { worker.deliver_one(msg).await });
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "outbox claim failed; will retry"),
+                }
             }
-            if busy {
+            if more_due && in_flight.len() < limit {
                 continue;
             }
             tokio::select! {
+                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => log_outcome(done),
                 _ = wakeup => {}
                 _ = tokio::time::sleep(poll) => {}
                 _ = shutdown.changed() => {}
             }
+        }
+        while let Some(done) = in_flight.join_next().await {
+            log_outcome(done);
         }
         tracing::info!("outbox worker stopped");
     }

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use prost::Message;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::app::Change;
 use crate::auth::{AuthenticatedUser, bearer_token};
@@ -123,7 +124,10 @@ impl PhoneGrpc {
 
     async fn authenticate<T>(&self, req: &Request<T>) -> Result<AuthenticatedUser, ApiError> {
         let token = bearer_token(req.metadata().get("authorization").map(|v| v.as_bytes()))?;
-        self.state.verifier.verify(token).await
+        let user = self.state.verifier.verify(token).await?;
+        // The same `user` field the REST handlers' spans carry.
+        tracing::Span::current().record("user", tracing::field::display(&user.user_id));
+        Ok(user)
     }
 
     /// Times the call, counts it by method and code, and logs it like a REST request.
@@ -133,7 +137,8 @@ impl PhoneGrpc {
         call: impl Future<Output = Result<T, ApiError>>,
     ) -> Result<Response<T>, Status> {
         let start = Instant::now();
-        let result = call.await.map_err(|e| status_of(&e));
+        let span = tracing::info_span!("grpc", method, user = tracing::field::Empty);
+        let result = call.instrument(span).await.map_err(|e| status_of(&e));
         let code = match &result {
             Ok(_) => tonic::Code::Ok,
             Err(status) => status.code(),

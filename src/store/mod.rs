@@ -292,14 +292,6 @@ impl Store {
         }
     }
 
-    /// Gives claims back (graceful shutdown) so another worker need not wait for the lease.
-    pub async fn release(&self, ids: &[String]) -> Result<()> {
-        match self {
-            Store::Sqlite(s) => s.release(ids).await,
-            Store::Postgres(p) => p.release(ids).await,
-        }
-    }
-
     pub async fn outbox(&self) -> Result<Vec<OutboxRow>> {
         let rows = match self {
             Store::Sqlite(s) => s.outbox().await?,

@@ -22,9 +22,6 @@ pub(super) const SETTLE_DROP: &str =
             last_error = $2, updated_at = $3
      WHERE id = $1 AND status = 'pending'";
 
-pub(super) const RELEASE: &str =
-    "UPDATE sms_outbox SET lease_until = NULL WHERE id = $1 AND status = 'pending'";
-
 pub(super) const OUTBOX: &str =
     "SELECT id, user_id, recipient_masked, status, attempts, next_attempt_at, last_error,
             CAST(CASE WHEN payload IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_payload

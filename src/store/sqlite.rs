@@ -184,17 +184,6 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(super) async fn release(&self, ids: &[String]) -> Result<()> {
-        for id in ids {
-            sqlx::query(queries::RELEASE)
-                .bind(id.as_str())
-                .execute(&self.maint)
-                .await
-                .map_err(StoreError::classify)?;
-        }
-        Ok(())
-    }
-
     pub(super) async fn outbox(&self) -> Result<Vec<OutboxListRow>> {
         sqlx::query_as(queries::OUTBOX)
             .fetch_all(&self.reads)

@@ -108,8 +108,9 @@ async fn a_claim_held_by_a_killed_process_is_taken_over_after_the_lease() {
     let env = with(
         settings(dir.path(), &provider),
         &[
-            ("PHONEPROOF_OUTBOX_LEASE_SECS", "1"),
-            ("PHONEPROOF_SMS_TIMEOUT_SECS", "10"),
+            // The process is killed well inside the 1 s send timeout; the lease outlives it.
+            ("PHONEPROOF_OUTBOX_LEASE_SECS", "2"),
+            ("PHONEPROOF_SMS_TIMEOUT_SECS", "1"),
         ],
     );
     let first = BinaryServer::start(&env).await;

@@ -395,6 +395,9 @@ async fn while_the_provider_is_down_sets_succeed_and_every_message_goes_out_once
         http_provider(s, &provider);
         s.outbox.worker = true; // the real background worker this time
         s.outbox.max_attempts = 50;
+        // The test clock jumps a minute at a time to make retries due; a lease that outlives
+        // the jumps keeps a claim in flight from being taken again, as in real time.
+        s.outbox.lease = Duration::from_secs(24 * 3600);
     })
     .await;
     let users: Vec<String> = (0..20).map(|i| format!("patient-{i}")).collect();
@@ -504,4 +507,57 @@ async fn a_message_failing_past_its_maximum_age_is_parked() {
     );
     app.stop().await;
     provider.verify().await;
+}
+
+/// Before: one message at a time, so a provider call that hung until its timeout held up every
+/// other user's code. Now each delivery holds only its own slot (`outbox.concurrency`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_provider_call_does_not_hold_up_the_other_messages() {
+    let provider = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("+41710000099"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
+        .mount(&provider)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&provider)
+        .await;
+    let app = spawn_app_with(|s| {
+        http_provider(s, &provider);
+        s.sms.timeout = Duration::from_secs(10);
+        s.outbox.worker = true;
+    })
+    .await;
+    app.set_phone(&app.token("slow"), "+41710000099").await;
+    // The slow call is under way before the others are even set.
+    for _ in 0..100 {
+        if !provider.received_requests().await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = std::time::Instant::now();
+    for i in 0..5 {
+        let user = format!("fast-{i}");
+        app.set_phone(&app.token(&user), &format!("+4171000001{i}"))
+            .await;
+    }
+    for i in 0..5 {
+        app.wait_for_code_sent(&format!("fast-{i}"), 1).await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the fast messages waited for the slow one: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !app.events("slow")
+            .await
+            .iter()
+            .any(|e| e.event_type == "user.human.phone.code.sent"),
+        "the slow message is still in flight"
+    );
+    app.wait_for_code_sent("slow", 1).await;
+    app.stop().await;
 }

@@ -237,8 +237,8 @@ async fn a_killed_replicas_claims_are_delivered_by_the_other_once() {
         .mount(&good)
         .await;
     let lease = [
-        ("PHONEPROOF_OUTBOX_LEASE_SECS", "2"),
-        ("PHONEPROOF_SMS_TIMEOUT_SECS", "60"),
+        ("PHONEPROOF_OUTBOX_LEASE_SECS", "3"),
+        ("PHONEPROOF_SMS_TIMEOUT_SECS", "2"),
     ];
     let env_a = replica_env(&db, &stuck, &lease);
     let a = BinaryServer::start(&env_a).await;
