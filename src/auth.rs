@@ -11,6 +11,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use poem::{FromRequest, Request, RequestBody, http::header};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use crate::config::{AuthMode, AuthSettings};
@@ -56,8 +57,22 @@ enum Keys {
     },
 }
 
+/// Tokens already verified, keyed by the SHA-256 of the token: a hash costs far less than
+/// the signature check it saves on every request of a client that reuses its token.
+#[derive(Default)]
+struct VerifiedTokens {
+    /// Bumped whenever the key set changes, under the lock: a check that began with the old
+    /// keys cannot cache its answer after the clear.
+    generation: u64,
+    entries: HashMap<[u8; 32], (AuthenticatedUser, i64)>,
+}
+
+/// At most this many cached tokens; expired ones are swept first when it is full.
+const VERIFIED_TOKENS_MAX: usize = 10_000;
+
 /// Checks tokens; built once at start so the request path parses no keys.
 pub struct TokenVerifier {
+    verified: RwLock<VerifiedTokens>,
     keys: Keys,
     issuer: String,
     audience: String,
@@ -120,6 +135,7 @@ impl TokenVerifier {
             },
         };
         Ok(Self {
+            verified: RwLock::default(),
             keys,
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
@@ -199,6 +215,13 @@ impl TokenVerifier {
         let result = fetched.map(|set| {
             tracing::info!(keys = set.len(), "JWKS loaded");
             *keys.write().unwrap_or_else(PoisonError::into_inner) = set;
+            // A key that left the set takes its tokens' cached answers with it.
+            let mut verified = self
+                .verified
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            verified.generation += 1;
+            verified.entries.clear();
         });
         fetches.fetch_add(1, Ordering::Release);
         result
@@ -226,8 +249,39 @@ impl TokenVerifier {
         lookup()
     }
 
-    /// Verifies a bearer token and returns the caller.
+    /// Verifies a bearer token and returns the caller; a token seen before is answered from
+    /// the cache until its `exp`, never after.
     pub async fn verify(&self, token: &str) -> Result<AuthenticatedUser, ApiError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = chrono::Utc::now().timestamp();
+        let generation = {
+            let verified = self.verified.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some((user, exp)) = verified.entries.get(&digest)
+                && now < *exp
+            {
+                return Ok(user.clone());
+            }
+            verified.generation
+        };
+        let (user, exp) = self.verify_signed(token).await?;
+        let mut verified = self
+            .verified
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if verified.generation == generation {
+            if verified.entries.len() >= VERIFIED_TOKENS_MAX {
+                verified.entries.retain(|_, (_, exp)| now < *exp);
+                if verified.entries.len() >= VERIFIED_TOKENS_MAX {
+                    verified.entries.clear();
+                }
+            }
+            verified.entries.insert(digest, (user.clone(), exp));
+        }
+        Ok(user)
+    }
+
+    /// The full check: key, algorithm, signature and claims.
+    async fn verify_signed(&self, token: &str) -> Result<(AuthenticatedUser, i64), ApiError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| ApiError::TokenInvalid)?;
         // The local key is borrowed; a JWKS key is shared out of the key set, unlocked.
         let fetched;
@@ -256,10 +310,20 @@ impl TokenVerifier {
         let resource_owner = claim(&self.resource_owner_claim)
             .and_then(ResourceOwner::parse)
             .ok_or(ApiError::TokenInvalid)?;
-        Ok(AuthenticatedUser {
-            user_id,
-            resource_owner,
-        })
+        // Required by the validation, so present and numeric here.
+        let exp = data
+            .claims
+            .get("exp")
+            .and_then(Value::as_f64)
+            .map(|exp| exp as i64)
+            .ok_or(ApiError::TokenInvalid)?;
+        Ok((
+            AuthenticatedUser {
+                user_id,
+                resource_owner,
+            },
+            exp,
+        ))
     }
 }
 

@@ -410,3 +410,62 @@ async fn unknown_kids_refresh_the_keys_at_most_once_per_min_refresh() {
     // Only the fetch at start: the keys were loaded less than `min_refresh` ago.
     issuer.verify().await;
 }
+
+/// Verified tokens are cached (a hash instead of a signature check), but never past `exp`.
+#[tokio::test]
+async fn a_cached_token_is_refused_once_it_expires() {
+    let app = spawn_app_with(|s| {
+        s.auth.mode = phoneproof::config::AuthMode::Local {
+            signing_key: Some(LOCAL_SEED.into()),
+            token_ttl: std::time::Duration::from_secs(3600),
+        }
+    })
+    .await;
+    let exp = now() + 2;
+    let token = sign(
+        Algorithm::EdDSA,
+        None,
+        &claims("phoneproof-local", "phoneproof", exp, now() - 5),
+        &local_key(),
+    );
+    for _ in 0..3 {
+        assert_eq!(app.get_phone(&token).await.status, 200);
+    }
+    while now() <= exp {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let a = app.get_phone(&token).await;
+    assert_error(&a, 401, 16, "AUTH-7fs1e", "Errors.Token.Invalid");
+    app.stop().await;
+}
+
+/// A key the issuer withdrew takes its tokens' cached answers with it.
+#[tokio::test]
+async fn a_cached_token_is_refused_once_its_key_leaves_the_key_set() {
+    let issuer = MockServer::start().await;
+    mount_start_keys(&issuer).await;
+    let app = spawn_app_with(jwks_settings(&issuer, 0)).await;
+    let rsa = EncodingKey::from_rsa_der(include_bytes!("../fixtures/rsa-pkcs1.der"));
+    let old = sign(Algorithm::RS256, Some("rsa-1"), &issuer_claims(), &rsa);
+    assert_eq!(app.get_phone(&old).await.status, 200);
+    // The issuer rotates: only the Ed25519 key is left.
+    let ed = SigningKey::from_bytes(&[6; 32]);
+    Mock::given(method("GET"))
+        .and(path("/keys"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"keys": [
+            {"kty": "OKP", "crv": "Ed25519", "kid": "ed-1", "alg": "EdDSA", "use": "sig",
+             "x": B64URL.encode(ed.verifying_key().to_bytes())}
+        ]})))
+        .mount(&issuer)
+        .await;
+    let edk = EncodingKey::from_ed_der(ed.to_pkcs8_der().unwrap().as_bytes());
+    let new = sign(Algorithm::EdDSA, Some("ed-1"), &issuer_claims(), &edk);
+    assert_eq!(
+        app.get_phone(&new).await.status,
+        200,
+        "the refresh found the new key"
+    );
+    let a = app.get_phone(&old).await;
+    assert_error(&a, 401, 16, "AUTH-7fs1e", "Errors.Token.Invalid");
+    app.stop().await;
+}
