@@ -22,19 +22,21 @@ if [ "$BACKEND" = postgres ]; then
     -o "-p $PGPORT -k $PGDIR -c listen_addresses=127.0.0.1 -c max_connections=200" >/dev/null
   export PHONEPROOF_DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 fi
-PORTS=()
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+now_ms() { date +%s%3N; }
+PORTS=(); PIDS=()
 for i in $(seq 1 "$REPLICAS"); do
-  PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  PORT=$(free_port)
+  started=$(now_ms)
   PHONEPROOF_LISTEN=127.0.0.1:$PORT $BIN serve 2>$WORK/serve-$i.log &
-  PORTS+=("$PORT")
-done
-for p in "${PORTS[@]}"; do
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$p/healthz" >/dev/null && break; sleep 0.1; done
+  PIDS+=($!); PORTS+=("$PORT")
+  for _ in $(seq 1000); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.01; done
+  echo "startup @$PORT: $(( $(now_ms) - started )) ms to the first 200"
 done
 # One token per user (bench-0 ... bench-N-1), one line each.
 $BIN token --user bench- --org 1 --count "$USERS" > $WORK/tokens.txt
 echo "backend=$BACKEND replicas=$REPLICAS users=$USERS connections=$CONNECTIONS duration=$DURATION (wrk, same machine, 2 cores)"
-for mode in set verify; do
+for mode in set verify get; do
   # wrk talks to one address; with replicas, each gets an equal share of the connections.
   WRK=(); r=0
   for p in "${PORTS[@]}"; do
@@ -45,9 +47,21 @@ for mode in set verify; do
   wait "${WRK[@]}"
   for p in "${PORTS[@]}"; do echo "$mode @$p: $(grep requests/s $WORK/wrk-$mode-$p.txt)"; done
 done
+for pid in "${PIDS[@]}"; do
+  echo "rss after load (pid $pid): $(( $(awk '/VmRSS/{print $2}' /proc/$pid/status) / 1024 )) MiB"
+done
 # The same Set over gRPC (h2c), same users and connection count, first replica only.
 if [ "${GRPC:-1}" = 1 ]; then
   cargo build --release -q --manifest-path .ci/bench/grpc-load/Cargo.toml --target-dir target/grpc-load
   echo "grpc-set @${PORTS[0]}: $(target/grpc-load/release/grpc-load "http://127.0.0.1:${PORTS[0]}" \
     $WORK/tokens.txt $((CONNECTIONS / REPLICAS)) ${DURATION%s})"
+fi
+# Delivery: a fresh process sending to a fake provider that answers in 200 ms.
+if [ "${DELIVERY:-1}" = 1 ]; then
+  DPORT=$(free_port); PPORT=$(free_port); mkdir -p $WORK/delivery
+  PHONEPROOF_DATA_DIR=$WORK/delivery PHONEPROOF_LISTEN=127.0.0.1:$DPORT PHONEPROOF_SMS_PROVIDER=http \
+    PHONEPROOF_SMS_HTTP_URL=http://127.0.0.1:$PPORT/sms $BIN serve 2>$WORK/serve-delivery.log &
+  for _ in $(seq 1000); do curl -sf "http://127.0.0.1:$DPORT/healthz" >/dev/null && break; sleep 0.01; done
+  PHONEPROOF_DATA_DIR=$WORK/delivery $BIN token --user d- --org 1 --count "${DELIVERY_N:-2000}" > $WORK/dtokens.txt
+  python3 .ci/bench/delivery.py "http://127.0.0.1:$DPORT" "$PPORT" $WORK/dtokens.txt "${DELIVERY_N:-2000}" "${LATENCY_MS:-200}"
 fi

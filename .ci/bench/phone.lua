@@ -1,7 +1,7 @@
 -- wrk script: each thread drives its own users; tokens come from tokens.txt (one per line,
 -- user i on line i+1). MODE=set alternates each user between two numbers (so every Set is
 -- a change); MODE=verify sends a wrong code (recorded as a failed attempt: the same write path
--- as a successful Verify, repeatable without reading SMS).
+-- as a successful Verify, repeatable without reading SMS); MODE=get reads the phone.
 local mode = os.getenv("MODE") or "set"
 local tokens = {}
 for line in io.lines(os.getenv("TOKENS")) do tokens[#tokens + 1] = line end
@@ -32,6 +32,8 @@ function request()
     local flip = math.floor(c / span) % 2
     local body = string.format('{"phone":"+41 79 %03d %02d %02d"}', flip, math.floor(user / 100) % 100, user % 100)
     return wrk.format("PUT", "/auth/v1/users/me/phone", headers, body)
+  elseif mode == "get" then
+    return wrk.format("GET", "/auth/v1/users/me/phone", { ["Authorization"] = "Bearer " .. token })
   else
     return wrk.format("POST", "/auth/v1/users/me/phone/_verify", headers, '{"code":"WRONG1"}')
   end
