@@ -31,7 +31,7 @@ if [ ! -x "$VENV/bin/openapi-spec-validator" ]; then
 fi
 "$VENV/bin/openapi-spec-validator" openapi/openapi.json
 
-step "consumers: schemathesis, generated Python client, TypeScript types, Swagger UI in Chromium"
+step "consumers: schemathesis (ours and ZITADEL's document), generated Python client, TypeScript types, Swagger UI in Chromium, gRPC (grpc-js, grpcio, grpcurl) and gRPC-web from a browser"
 cargo build
 PHONEPROOF_BIN=target/debug/phoneproof bash tests/consumer/run.sh
 

@@ -38,7 +38,7 @@ pub fn decode_json<T: DeserializeOwned + Default>(
     content_type: Option<&str>,
     body: &[u8],
 ) -> Result<T, ApiError> {
-    let blank = body.iter().all(u8::is_ascii_whitespace);
+    let blank = body.iter().all(|b| is_json_whitespace(*b));
     if let Some(ct) = content_type {
         let essence = ct.split(';').next().unwrap_or("").trim();
         // An empty body needs no content type; a body must be JSON.
@@ -46,7 +46,7 @@ pub fn decode_json<T: DeserializeOwned + Default>(
             return Err(ApiError::UnsupportedMediaType);
         }
     }
-    let Some(first) = body.iter().find(|b| !b.is_ascii_whitespace()) else {
+    let Some(first) = body.iter().find(|b| !is_json_whitespace(**b)) else {
         return Ok(T::default());
     };
     // serde would also read a struct from a JSON array; the contract's bodies are objects.
@@ -61,6 +61,12 @@ pub fn decode_json<T: DeserializeOwned + Default>(
         );
     }
     serde_json::from_slice(body).map_err(|e| describe(&e))
+}
+
+/// JSON's four whitespace bytes (RFC 8259); Rust's ASCII whitespace also counts form feed,
+/// which JSON (and ZITADEL's Go decoder) rejects.
+fn is_json_whitespace(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
 const WRONG_TYPE: &str = "a field has the wrong JSON type (expected an object with string fields)";
@@ -114,6 +120,9 @@ mod tests {
             (ct, b"{\"phone\": 5}", "wrong JSON type"),
             (ct, b"[]", "wrong JSON type"),
             (ct, b"not json", "malformed JSON"),
+            // Form feed is not JSON whitespace: this is not an empty body.
+            (ct, b"\x0c", "malformed JSON"),
+            (ct, b" \x0c{}", "malformed JSON"),
         ];
         for (ct, body, want) in cases {
             match decode_set_phone(*ct, body) {
@@ -125,6 +134,11 @@ mod tests {
             decode_set_phone(Some("text/plain"), b"{}"),
             Err(ApiError::UnsupportedMediaType)
         );
+        assert!(matches!(
+            decode_resend(Some("application/json"), b"\x0c"),
+            Err(ApiError::Validation(m)) if m.contains("malformed JSON")
+        ));
+        assert_eq!(decode_resend(Some("application/json"), b" \t\r\n"), Ok(()));
     }
 
     #[test]
