@@ -368,11 +368,13 @@ impl<'a> FromRequest<'a> for AuthenticatedUser {
         let verifier = req
             .data::<Arc<TokenVerifier>>()
             .expect("the token verifier is attached to every route");
-        let token = bearer_token(
-            req.headers()
-                .get(header::AUTHORIZATION)
-                .map(|v| v.as_bytes()),
-        )?;
+        let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
+        let first = values.next();
+        if values.next().is_some() {
+            // Which one would count is a guess a proxy and we could make differently.
+            return Err(ApiError::AuthHeaderInvalid.into());
+        }
+        let token = bearer_token(first.map(|v| v.as_bytes()))?;
         Ok(verifier.verify(token).await?)
     }
 }

@@ -28,6 +28,8 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("unsupported content type")]
     UnsupportedMediaType,
+    #[error("unsupported content encoding")]
+    UnsupportedEncoding,
     #[error(transparent)]
     Domain(#[from] DomainError),
     /// A concurrent writer won and retrying did not help.
@@ -90,6 +92,14 @@ impl ApiError {
             ApiError::UnsupportedMediaType => CatalogEntry {
                 http_status: 415,
                 ..row(3, None, "unsupported content type: send application/json")
+            },
+            ApiError::UnsupportedEncoding => CatalogEntry {
+                http_status: 415,
+                ..row(
+                    3,
+                    None,
+                    "unsupported content encoding: send the body uncompressed",
+                )
             },
             ApiError::Domain(e) => match e {
                 DomainError::PhoneInvalid => row(3, Some("PHONE-so0wa"), "Phone is invalid"),

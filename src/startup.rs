@@ -46,6 +46,49 @@ pub enum StartError {
     },
 }
 
+/// The data directory holds phone numbers and keys: only the service's user may enter it.
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// The data directory 0700 and every file in it 0600.
+fn keep_private(dir: &std::path::Path, warn: bool) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let tighten = |path: &std::path::Path, mode: u32| {
+            let Ok(meta) = std::fs::metadata(path) else {
+                return;
+            };
+            if meta.permissions().mode() & 0o077 == 0 {
+                return;
+            }
+            match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+                Ok(()) if warn => tracing::warn!(
+                    path = %path.display(),
+                    "was readable by other users; now {mode:o}"
+                ),
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot make it private")
+                }
+            }
+        };
+        tighten(dir, 0o700);
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                tighten(&entry.path(), 0o600);
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (dir, warn);
+}
+
 fn configured_keys(settings: &Settings) -> ConfiguredKeys {
     let signing_key = match &settings.auth.mode {
         AuthMode::Local { signing_key, .. } => signing_key.as_ref(),
@@ -73,16 +116,23 @@ impl Core {
     pub async fn build(settings: Settings, clock: Option<SharedClock>) -> Result<Core, StartError> {
         let url = settings.database_url();
         let url = url.expose_secret();
-        if !crate::store::is_postgres_url(url) {
-            std::fs::create_dir_all(&settings.data_dir).map_err(|source| StartError::DataDir {
+        let local = !crate::store::is_postgres_url(url);
+        if local {
+            create_private_dir(&settings.data_dir).map_err(|source| StartError::DataDir {
                 path: settings.data_dir.display().to_string(),
                 source,
             })?;
+            // Files an earlier version left readable by others are tightened, and said so.
+            keep_private(&settings.data_dir, true);
         }
         let store = Store::connect(url, &settings.pg_tuning()).await?;
         let secrets =
             crate::secrets::resolve(&configured_keys(&settings), &store, &settings.data_dir)
                 .await?;
+        if local {
+            // The database, its WAL and shared-memory files were just created with the umask.
+            keep_private(&settings.data_dir, false);
+        }
         let sealer = SmsSealer::new(&secrets.outbox_key, &settings.sms.text);
         let policies = Policies {
             code: settings.code.policy.clone(),
@@ -183,7 +233,7 @@ pub fn build_routes(state: Arc<AppState>) -> impl Endpoint<Output = poem::Respon
                 // Both labels from fixed sets, taken before the request is moved.
                 let method = MethodLabel::of(req.method());
                 let route = route_label(req.uri().path());
-                let resp = match ep.call(req).await {
+                let mut resp = match ep.call(req).await {
                     Ok(r) => r.into_response(),
                     Err(e) => {
                         let api = ApiError::from_poem(&e);
@@ -197,6 +247,14 @@ pub fn build_routes(state: Arc<AppState>) -> impl Endpoint<Output = poem::Respon
                         r
                     }
                 };
+                if matches!(
+                    route,
+                    phone::PHONE_PATH | phone::VERIFY_PATH | phone::RESEND_PATH
+                ) {
+                    // Phone numbers are personal data: no cache on the way may keep them.
+                    resp.headers_mut()
+                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                }
                 metrics.observe_request(
                     route,
                     method,

@@ -123,7 +123,12 @@ impl PhoneGrpc {
     }
 
     async fn authenticate<T>(&self, req: &Request<T>) -> Result<AuthenticatedUser, ApiError> {
-        let token = bearer_token(req.metadata().get("authorization").map(|v| v.as_bytes()))?;
+        let mut values = req.metadata().get_all("authorization").iter();
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(ApiError::AuthHeaderInvalid);
+        }
+        let token = bearer_token(first.map(|v| v.as_bytes()))?;
         let user = self.state.verifier.verify(token).await?;
         // The same `user` field the REST handlers' spans carry.
         tracing::Span::current().record("user", tracing::field::display(&user.user_id));

@@ -117,7 +117,16 @@ fn content_type(req: &Request) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-async fn read_body(app: &AppState, body: Body) -> Result<Vec<u8>, ApiError> {
+async fn read_body(app: &AppState, req: &Request, body: Body) -> Result<Vec<u8>, ApiError> {
+    // A compressed body read as plain text would be decoded as garbage, or not at all.
+    if req
+        .headers()
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        return Err(ApiError::UnsupportedEncoding);
+    }
     body.into_bytes_limit(app.body_limit)
         .await
         .map(|b| b.to_vec())
@@ -180,7 +189,7 @@ pub async fn set_my_phone(
     req: &Request,
     body: Body,
 ) -> poem::Result<Json<SetMyPhoneResponse>> {
-    let phone = decode_set_phone(content_type(req), &read_body(app, body).await?)?;
+    let phone = decode_set_phone(content_type(req), &read_body(app, req, body).await?)?;
     let change = app
         .service
         .set(&user.user_id, &user.resource_owner, phone)
@@ -210,7 +219,7 @@ pub async fn verify_my_phone(
     req: &Request,
     body: Body,
 ) -> poem::Result<Json<VerifyMyPhoneResponse>> {
-    let code = decode_verify_code(content_type(req), &read_body(app, body).await?)?;
+    let code = decode_verify_code(content_type(req), &read_body(app, req, body).await?)?;
     let change = app
         .service
         .verify(&user.user_id, &user.resource_owner, &code)
@@ -240,7 +249,7 @@ pub async fn resend_my_phone_verification(
     req: &Request,
     body: Body,
 ) -> poem::Result<Json<ResendMyPhoneVerificationResponse>> {
-    decode_resend(content_type(req), &read_body(app, body).await?)?;
+    decode_resend(content_type(req), &read_body(app, req, body).await?)?;
     let change = app
         .service
         .resend(&user.user_id, &user.resource_owner)

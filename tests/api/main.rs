@@ -7,6 +7,7 @@ mod errors;
 mod failures;
 mod flow;
 mod grpc;
+mod hardening;
 mod helpers;
 mod limits;
 mod logging;
