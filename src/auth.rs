@@ -80,6 +80,7 @@ pub struct TokenVerifier {
     /// One validation per accepted algorithm, built once rather than on every request.
     validations: Vec<(Algorithm, Validation)>,
     token_ttl_secs: u64,
+    max_lifetime_secs: i64,
 }
 
 fn validation(alg: Algorithm, issuer: &str, audience: &str, leeway: u64) -> Validation {
@@ -153,6 +154,7 @@ impl TokenVerifier {
                 })
                 .collect(),
             token_ttl_secs,
+            max_lifetime_secs: settings.max_token_lifetime.as_secs() as i64,
         })
     }
 
@@ -283,6 +285,10 @@ impl TokenVerifier {
     /// The full check: key, algorithm, signature and claims.
     async fn verify_signed(&self, token: &str) -> Result<(AuthenticatedUser, i64), ApiError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| ApiError::TokenInvalid)?;
+        // `crit` names extensions the verifier must understand; we understand none.
+        if header.crit.is_some() {
+            return Err(ApiError::TokenInvalid);
+        }
         // The local key is borrowed; a JWKS key is shared out of the key set, unlocked.
         let fetched;
         let (key, alg) = match &self.keys {
@@ -317,6 +323,14 @@ impl TokenVerifier {
             .and_then(Value::as_f64)
             .map(|exp| exp as i64)
             .ok_or(ApiError::TokenInvalid)?;
+        // A token valid for years is a leaked credential that never dies.
+        let issued = match data.claims.get("iat").and_then(Value::as_f64) {
+            Some(iat) => iat as i64,
+            None => chrono::Utc::now().timestamp(),
+        };
+        if exp.saturating_sub(issued) > self.max_lifetime_secs {
+            return Err(ApiError::TokenInvalid);
+        }
         Ok((
             AuthenticatedUser {
                 user_id,

@@ -120,6 +120,8 @@ pub struct AuthSettings {
     pub resource_owner_claim: String,
     /// Tolerated clock skew for `exp` and `nbf`, seconds.
     pub leeway_secs: u64,
+    /// The longest lifetime a token may claim (from `iat`, else from now to `exp`).
+    pub max_token_lifetime: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -357,6 +359,7 @@ struct RawAuth {
     leeway_secs: u64,
     token_ttl_secs: u64,
     jwks_min_refresh_secs: u64,
+    max_token_lifetime_secs: u64,
 }
 
 impl Default for RawAuth {
@@ -371,6 +374,7 @@ impl Default for RawAuth {
             leeway_secs: 0,
             token_ttl_secs: 12 * 3600,
             jwks_min_refresh_secs: 10,
+            max_token_lifetime_secs: 24 * 3600,
         }
     }
 }
@@ -755,12 +759,25 @@ fn parse_auth(a: RawAuth) -> Result<AuthSettings, ConfigError> {
             return Err(bad(key, "must not be empty"));
         }
     }
+    let max_token_lifetime = secs(nonzero(
+        "auth.max_token_lifetime_secs",
+        a.max_token_lifetime_secs,
+    )?);
+    if let AuthMode::Local { token_ttl, .. } = &mode
+        && *token_ttl > max_token_lifetime
+    {
+        return Err(bad(
+            "auth.token_ttl_secs",
+            "must not exceed auth.max_token_lifetime_secs (such tokens would be refused)",
+        ));
+    }
     Ok(AuthSettings {
         mode,
         issuer: a.issuer,
         audience: a.audience,
         resource_owner_claim: a.resource_owner_claim,
         leeway_secs: a.leeway_secs,
+        max_token_lifetime,
     })
 }
 
@@ -983,7 +1000,7 @@ mod tests {
         ] {
             assert_eq!(names.get(env).map(String::as_str), Some(key), "{env}");
         }
-        assert_eq!(names.len(), 47, "{names:?}");
+        assert_eq!(names.len(), 48, "{names:?}");
     }
 
     #[test]

@@ -469,3 +469,68 @@ async fn a_cached_token_is_refused_once_its_key_leaves_the_key_set() {
     assert_error(&a, 401, 16, "AUTH-7fs1e", "Errors.Token.Invalid");
     app.stop().await;
 }
+
+/// Before: `crit` was ignored, an `exp` in year 9999 accepted, and `sub` or the owner claim
+/// could be whitespace, invisible characters or 800 bytes long.
+#[tokio::test]
+async fn tokens_with_crit_endless_lifetimes_or_unreadable_ids_are_refused() {
+    let app = spawn_app_with(|s| {
+        s.auth.mode = phoneproof::config::AuthMode::Local {
+            signing_key: Some(LOCAL_SEED.into()),
+            token_ttl: std::time::Duration::from_secs(3600),
+        }
+    })
+    .await;
+    let key = local_key();
+    let good = claims("phoneproof-local", "phoneproof", now() + 600, now() - 5);
+    let signed = |c: &Value| sign(Algorithm::EdDSA, None, c, &key);
+    assert_eq!(app.get_phone(&signed(&good)).await.status, 200);
+    let with = |name: &str, value: Value| {
+        let mut c = good.clone();
+        c[name] = value;
+        c
+    };
+    let mut crit = Header::new(Algorithm::EdDSA);
+    crit.crit = Some(vec!["exp".into()]);
+    let no_iat = {
+        let mut c = with("exp", json!(now() + 25 * 3600));
+        c.as_object_mut().unwrap().remove("iat");
+        c
+    };
+    let cases = [
+        ("crit", jsonwebtoken::encode(&crit, &good, &key).unwrap()),
+        (
+            "exp in 9999",
+            signed(&with("exp", json!(253_402_300_799_i64))),
+        ),
+        (
+            "25 h from iat",
+            signed(&{
+                let mut c = with("iat", json!(now() - 3600));
+                c["exp"] = json!(now() + 24 * 3600);
+                c
+            }),
+        ),
+        ("25 h from now, no iat", signed(&no_iat)),
+        ("whitespace sub", signed(&with("sub", json!(" \t ")))),
+        (
+            "invisible sub",
+            signed(&with("sub", json!("\u{200B}\u{200B}"))),
+        ),
+        (
+            "sub with a bidi override",
+            signed(&with("sub", json!("adm\u{202E}nimda"))),
+        ),
+        ("800-byte sub", signed(&with("sub", json!("u".repeat(800))))),
+        (
+            "invisible owner",
+            signed(&with(RO_CLAIM, json!("\u{FEFF}"))),
+        ),
+    ];
+    for (name, token) in cases {
+        let a = app.get_phone(&token).await;
+        assert_eq!(a.status, 401, "{name}: {}", a.body);
+        assert_eq!(a.detail_id(), Some("AUTH-7fs1e"), "{name}");
+    }
+    app.stop().await;
+}
