@@ -97,9 +97,15 @@ async fn web_call(
     let headers = resp.headers().clone();
     let raw = resp.bytes().await.unwrap().to_vec();
     let raw = if text {
-        base64::engine::general_purpose::STANDARD
-            .decode(&raw)
-            .expect("grpc-web-text answers in base64")
+        // Each frame is encoded on its own, padding included, so the answer is decoded one
+        // 4-character quantum at a time, as grpc-web clients do.
+        raw.chunks(4)
+            .flat_map(|quantum| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(quantum)
+                    .expect("grpc-web-text answers in base64")
+            })
+            .collect()
     } else {
         raw
     };
