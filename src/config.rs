@@ -71,6 +71,12 @@ pub struct Settings {
     pub database: Database,
     /// Largest accepted request body, bytes.
     pub body_limit: usize,
+    /// Open connections at most; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// A connection with no byte in either direction for this long is closed.
+    pub idle_timeout: Duration,
+    /// HTTP/2 streams one connection may have open at once.
+    pub http2_max_concurrent_streams: u32,
     pub log_format: LogFormat,
     /// Origins whose pages may call the gRPC-web surface.
     pub grpc_web_origins: AllowedOrigins,
@@ -502,6 +508,9 @@ struct RawSettings {
     database_connect_timeout_secs: u64,
     database_statement_timeout_ms: u64,
     body_limit: usize,
+    max_connections: usize,
+    idle_timeout_ms: u64,
+    http2_max_concurrent_streams: u32,
     log_format: String,
     grpc_web_allowed_origins: String,
     auth: RawAuth,
@@ -520,6 +529,9 @@ impl Default for RawSettings {
             database_connect_timeout_secs: 5,
             database_statement_timeout_ms: 5000,
             body_limit: 64 * 1024,
+            max_connections: 0,
+            idle_timeout_ms: 60_000,
+            http2_max_concurrent_streams: 100,
             log_format: "text".into(),
             grpc_web_allowed_origins: "*".into(),
             auth: RawAuth::default(),
@@ -695,6 +707,15 @@ fn parse(raw: RawSettings) -> Result<Settings, ConfigError> {
         data_dir: raw.data_dir,
         database,
         body_limit: raw.body_limit,
+        max_connections: match raw.max_connections {
+            0 => crate::listener::default_max_connections(),
+            n => n,
+        },
+        idle_timeout: Duration::from_millis(nonzero("idle_timeout_ms", raw.idle_timeout_ms)?),
+        http2_max_concurrent_streams: nonzero(
+            "http2_max_concurrent_streams",
+            raw.http2_max_concurrent_streams,
+        )?,
         log_format,
         grpc_web_origins,
         auth: parse_auth(raw.auth)?,
@@ -1000,7 +1021,7 @@ mod tests {
         ] {
             assert_eq!(names.get(env).map(String::as_str), Some(key), "{env}");
         }
-        assert_eq!(names.len(), 48, "{names:?}");
+        assert_eq!(names.len(), 51, "{names:?}");
     }
 
     #[test]

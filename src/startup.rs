@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::middleware::CatchPanic;
 use poem::{Endpoint, EndpointExt, IntoResponse, Route, Server, http::HeaderValue, http::header};
 use secrecy::ExposeSecret;
@@ -15,6 +15,7 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::{AuthMode, Settings};
 use crate::domain::{CodeHasher, PhoneNumber, Policies};
 use crate::error::ApiError;
+use crate::listener::BoundedAcceptor;
 use crate::metrics::{MethodLabel, Metrics};
 use crate::outbox::Worker;
 use crate::routes::{ops, phone};
@@ -207,6 +208,7 @@ fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> poem::Resp
 /// The whole HTTP application; every non-200 answer leaves here as google.rpc.Status JSON.
 pub fn build_routes(state: Arc<AppState>) -> impl Endpoint<Output = poem::Response> {
     let metrics = state.metrics.clone();
+    let body_limit = state.body_limit as u64;
     let verifier = state.verifier.clone();
     let grpc = Arc::new(crate::grpc::endpoint(
         state.clone(),
@@ -225,6 +227,19 @@ pub fn build_routes(state: Arc<AppState>) -> impl Endpoint<Output = poem::Respon
         .around(move |ep, req| {
             let metrics = metrics.clone();
             async move {
+                // Refused before a byte of the body is read: with `Expect: 100-continue` the
+                // client is told 413 instead of being invited to upload.
+                let declared = req
+                    .headers()
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if declared.is_some_and(|len| len > body_limit) {
+                    let mut resp = ApiError::PayloadTooLarge.to_response();
+                    resp.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    return Ok(resp);
+                }
                 // gRPC calls are counted by method and code in the service itself.
                 if crate::grpc::is_grpc_request(&req) {
                     return ep.call(req).await.map(IntoResponse::into_response);
@@ -267,7 +282,9 @@ pub fn build_routes(state: Arc<AppState>) -> impl Endpoint<Output = poem::Respon
 }
 
 pub struct Application {
-    acceptor: TcpAcceptor,
+    acceptor: BoundedAcceptor,
+    idle_timeout: Duration,
+    http2_max_concurrent_streams: u32,
     port: u16,
     state: Arc<AppState>,
     worker: Arc<Worker>,
@@ -319,7 +336,9 @@ impl Application {
             swagger_config: Arc::new(utoipa_swagger_ui::Config::new(["/openapi.json"])),
         });
         Ok(Application {
-            acceptor,
+            acceptor: BoundedAcceptor::new(acceptor, s.max_connections, s.idle_timeout),
+            idle_timeout: s.idle_timeout,
+            http2_max_concurrent_streams: s.http2_max_concurrent_streams,
             port,
             state,
             worker,
@@ -354,6 +373,9 @@ impl Application {
         let worker_task = self.run_worker.then(|| tokio::spawn(self.worker.run(rx)));
         let app = build_routes(self.state);
         let result = Server::new_with_acceptor(self.acceptor)
+            .idle_timeout(self.idle_timeout)
+            .http2_max_concurrent_streams(self.http2_max_concurrent_streams)
+            .http2_max_header_list_size(32 * 1024)
             .run_with_graceful_shutdown(app, stop, Some(Duration::from_secs(10)))
             .await;
         let _ = tx.send(true);

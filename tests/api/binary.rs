@@ -25,8 +25,27 @@ impl BinaryServer {
 
     /// Starts `phoneproof serve` without waiting for it.
     pub fn spawn(env: &[(&str, String)]) -> BinaryServer {
+        Self::spawn_limited(env, None)
+    }
+
+    /// Starts it with at most `open_files` descriptors (`ulimit -n`), as systemd would.
+    pub async fn start_with_open_files(env: &[(&str, String)], open_files: u32) -> BinaryServer {
+        Self::spawn_limited(env, Some(open_files))
+            .wait_ready(Duration::from_secs(10))
+            .await
+    }
+
+    fn spawn_limited(env: &[(&str, String)], open_files: Option<u32>) -> BinaryServer {
         let port = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_phoneproof"));
+        let bin = env!("CARGO_BIN_EXE_phoneproof");
+        let mut cmd = match open_files {
+            None => Command::new(bin),
+            Some(n) => {
+                let mut c = Command::new("bash");
+                c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), bin]);
+                c
+            }
+        };
         cmd.arg("serve")
             .env("PHONEPROOF_LISTEN", format!("127.0.0.1:{port}"))
             .env("PHONEPROOF_LOG", "debug,sqlx=warn,hyper=warn,reqwest=warn")

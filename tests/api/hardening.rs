@@ -3,6 +3,8 @@
 use phoneproof::grpc::pb::zitadel::auth::v1 as pb;
 use phoneproof::grpc::pb::zitadel::auth::v1::auth_service_client::AuthServiceClient;
 
+use std::time::Duration;
+
 use crate::helpers::*;
 
 const PHONE: &str = "/auth/v1/users/me/phone";
@@ -145,5 +147,99 @@ async fn the_data_directory_and_its_files_are_private() {
     for f in files {
         assert_eq!(mode(&f), 0o600, "{}", f.display());
     }
+    app.stop().await;
+}
+
+/// Before: no connection limit, and an `accept` failing for lack of descriptors was retried
+/// in a tight loop: under `ulimit -n 1024`, 1,020 idle connects made `/healthz` time out.
+/// Now connections beyond the limit wait in the backlog, idle ones are closed, and accept
+/// errors back off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_connections_beyond_the_descriptor_limit_do_not_lock_out_a_health_check() {
+    use crate::binary::BinaryServer;
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("PHONEPROOF_DATA_DIR", dir.path().display().to_string()),
+        ("PHONEPROOF_IDLE_TIMEOUT_MS", "500".to_owned()),
+        ("PHONEPROOF_LOG", "warn".to_owned()),
+    ];
+    let mut server = BinaryServer::start_with_open_files(&env, 256).await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        // Connects that never send a byte; some stay in the kernel's backlog.
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let started = std::time::Instant::now();
+    let health = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await
+        .expect("health check answered");
+    assert_eq!(health.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(server.alive());
+    drop(idle);
+    server.kill();
+}
+
+/// Before: six kinds of stalled connection (partial request line, partial headers, partial
+/// body, idle keep-alive, ...) were all still open after 95 s.
+#[tokio::test]
+async fn a_stalled_request_is_closed_by_the_server() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(|s| s.idle_timeout = Duration::from_millis(300)).await;
+    let addr = app.address.trim_start_matches("http://").to_owned();
+    for stalled in [
+        &b"GET /healthz HTTP/1.1\r\nHost: x\r\n"[..],
+        b"GET /heal",
+        b"PUT /auth/v1/users/me/phone HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"pho",
+    ] {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        c.write_all(stalled).await.unwrap();
+        let mut buf = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(3), c.read_to_end(&mut buf)).await;
+        assert!(
+            closed.is_ok(),
+            "still open: {:?}",
+            String::from_utf8_lossy(stalled)
+        );
+    }
+    app.stop().await;
+}
+
+/// Before: `Expect: 100-continue` with 10 MB got `100 Continue`, and the 413 then raced the
+/// upload. Now the declared length is refused before any byte of the body is read.
+#[tokio::test]
+async fn an_oversized_declared_body_is_413_before_the_upload() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let addr = app.address.trim_start_matches("http://").to_owned();
+    let token = app.token("big-uploader");
+    for _ in 0..10 {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "PUT /auth/v1/users/me/phone HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: 10485760\r\nExpect: 100-continue\r\n\r\n"
+        );
+        c.write_all(head.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(3), c.read_to_end(&mut buf))
+            .await
+            .expect("answered and closed")
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf);
+        assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+        assert!(!text.contains("100 Continue"), "{text}");
+        assert!(text.contains(r#""code":3"#), "{text}");
+    }
+    assert!(app.events("big-uploader").await.is_empty());
     app.stop().await;
 }
