@@ -243,3 +243,25 @@ async fn an_oversized_declared_body_is_413_before_the_upload() {
     assert!(app.events("big-uploader").await.is_empty());
     app.stop().await;
 }
+
+/// Before: Swagger UI had neither a Content-Security-Policy nor X-Frame-Options. (The
+/// consumer suite's browser test still drives "Try it out" under this policy.)
+#[tokio::test]
+async fn swagger_ui_is_served_with_a_content_security_policy_and_never_framed() {
+    let app = spawn_app().await;
+    for file in ["/swagger-ui/", "/swagger-ui/swagger-initializer.js"] {
+        let resp = app
+            .client
+            .get(format!("{}{file}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{file}");
+        let csp = resp.headers()["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'"), "{csp}");
+        assert!(!csp.contains("unsafe-eval"), "{csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert_eq!(resp.headers()["x-frame-options"], "DENY");
+    }
+    app.stop().await;
+}
