@@ -26,6 +26,14 @@ fn claims(iss: &str, aud: &str, exp: i64, nbf: i64) -> Value {
 
 const LOCAL_SEED: [u8; 32] = [5; 32];
 
+/// Local tokens signed with `LOCAL_SEED`, so a test can sign its own claims.
+fn local_auth(s: &mut Settings) {
+    s.auth.mode = phoneproof::config::AuthMode::Local {
+        signing_key: Some(LOCAL_SEED.into()),
+        token_ttl: std::time::Duration::from_secs(3600),
+    };
+}
+
 fn local_key() -> EncodingKey {
     let der = SigningKey::from_bytes(&LOCAL_SEED).to_pkcs8_der().unwrap();
     EncodingKey::from_ed_der(der.as_bytes())
@@ -39,13 +47,7 @@ fn sign(alg: Algorithm, kid: Option<&str>, claims: &Value, key: &EncodingKey) ->
 
 #[tokio::test]
 async fn local_tokens_are_checked_for_time_issuer_audience_signature_and_algorithm() {
-    let app = spawn_app_with(|s| {
-        s.auth.mode = phoneproof::config::AuthMode::Local {
-            signing_key: Some(LOCAL_SEED.into()),
-            token_ttl: std::time::Duration::from_secs(3600),
-        }
-    })
-    .await;
+    let app = spawn_app_with(local_auth).await;
     let key = local_key();
     let good = claims("phoneproof-local", "phoneproof", now() + 600, now() - 5);
     assert_eq!(
@@ -414,13 +416,7 @@ async fn unknown_kids_refresh_the_keys_at_most_once_per_min_refresh() {
 /// Verified tokens are cached (a hash instead of a signature check), but never past `exp`.
 #[tokio::test]
 async fn a_cached_token_is_refused_once_it_expires() {
-    let app = spawn_app_with(|s| {
-        s.auth.mode = phoneproof::config::AuthMode::Local {
-            signing_key: Some(LOCAL_SEED.into()),
-            token_ttl: std::time::Duration::from_secs(3600),
-        }
-    })
-    .await;
+    let app = spawn_app_with(local_auth).await;
     let exp = now() + 2;
     let token = sign(
         Algorithm::EdDSA,
@@ -474,13 +470,7 @@ async fn a_cached_token_is_refused_once_its_key_leaves_the_key_set() {
 /// could be whitespace, invisible characters or 800 bytes long.
 #[tokio::test]
 async fn tokens_with_crit_endless_lifetimes_or_unreadable_ids_are_refused() {
-    let app = spawn_app_with(|s| {
-        s.auth.mode = phoneproof::config::AuthMode::Local {
-            signing_key: Some(LOCAL_SEED.into()),
-            token_ttl: std::time::Duration::from_secs(3600),
-        }
-    })
-    .await;
+    let app = spawn_app_with(local_auth).await;
     let key = local_key();
     let good = claims("phoneproof-local", "phoneproof", now() + 600, now() - 5);
     let signed = |c: &Value| sign(Algorithm::EdDSA, None, c, &key);

@@ -188,15 +188,7 @@ async fn a_500_then_a_200_delivers_once_after_a_retry() {
     assert!(deliver(&app).await.is_empty(), "not due before the backoff");
     app.advance(2_000);
     // The retry is due now, two seconds after the message was queued.
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(metrics.contains("phoneproof_outbox_due 1"), "{metrics}");
     assert!(
         metrics.contains("phoneproof_outbox_oldest_due_age_seconds 2.0\n"),
@@ -257,15 +249,7 @@ async fn a_400_parks_the_message_without_retry_and_keeps_its_error() {
     assert!(row.last_error.as_deref().unwrap().contains("400"));
     assert!(!row.has_payload, "text wiped once parked");
     assert_eq!(row.recipient_masked, "+41*******00");
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("phoneproof_sms_parked_total 1"),
         "{metrics}"
@@ -460,15 +444,7 @@ async fn operators_see_health_readiness_and_metrics() {
     let mut text = String::new();
     // The log line is written just before the delivery is recorded and counted.
     for _ in 0..100 {
-        text = app
-            .client
-            .get(format!("{}/metrics", app.address))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        text = app.metrics_text().await;
         if text.contains("phoneproof_sms_sent_total 1") {
             break;
         }

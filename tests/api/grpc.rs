@@ -444,15 +444,7 @@ async fn grpc_calls_are_counted_by_method_and_code() {
         client.remove_my_phone(req).await.unwrap_err().code(),
         tonic::Code::NotFound
     );
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains(
             "phoneproof_grpc_request_duration_seconds_count{method=\"RemoveMyPhone\",code=\"5\"} 1"

@@ -252,6 +252,18 @@ impl TestApp {
         panic!("delivery number {count} of {user} was not recorded");
     }
 
+    /// The `/metrics` exposition.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.address))
+            .send()
+            .await
+            .expect("metrics answered")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     pub fn advance(&self, ms: i64) {
         self.clock.advance_ms(ms);
     }

@@ -19,15 +19,7 @@ async fn made_up_methods_are_counted_as_other_and_do_not_grow_the_metrics() {
             }
         })
         .await;
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(
         text.len() < 50 * 1024,
         "/metrics is {} bytes after 2,000 made-up methods",

@@ -7,12 +7,11 @@
 //   PHONEPROOF_GRPC_TARGET=127.0.0.1:PORT PHONEPROOF_TOKEN=... PHONEPROOF_ORG=...
 //   PHONEPROOF_SMS_LOG_FILE=... PHONEPROOF_PROTO_DIR=proto node tests/consumer/grpc_js.mjs
 // The token must belong to a user with no phone yet. Exits 0 when every step passed.
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import protobuf from "protobufjs";
+import { assert, eq, finish, newCode as newCodeIn, smsCodes, step } from "./checks.mjs";
 
 const TARGET = process.env.PHONEPROOF_GRPC_TARGET;
 const TOKEN = process.env.PHONEPROOF_TOKEN;
@@ -50,30 +49,6 @@ root.loadSync(["google/rpc/status.proto", "zitadel/message.proto"]);
 const RpcStatus = root.lookupType("google.rpc.Status");
 const ErrorDetail = root.lookupType("zitadel.v1.ErrorDetail");
 
-let passed = 0;
-let failed = 0;
-
-async function step(name, fn) {
-  try {
-    await fn();
-    passed += 1;
-    console.log(`ok   ${name}`);
-  } catch (err) {
-    failed += 1;
-    console.log(`FAIL ${name}: ${err?.message ?? err}`);
-  }
-}
-
-function assert(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
-function eq(got, want, what) {
-  assert(
-    JSON.stringify(got) === JSON.stringify(want),
-    `${what}: ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`,
-  );
-}
 
 function metadata({ auth = true } = {}) {
   const md = new grpc.Metadata();
@@ -118,29 +93,8 @@ async function fails(method, request, md, code, message, detail) {
   eq([errorDetail.id, errorDetail.message], detail, "ErrorDetail id and message");
 }
 
-function smsCodes(to) {
-  let text;
-  try {
-    text = readFileSync(SMS_LOG, "utf8");
-  } catch {
-    return [];
-  }
-  return text
-    .split("\n")
-    .filter((line) => line.trim())
-    .map((line) => JSON.parse(line))
-    .filter((sms) => sms.to === to)
-    .map((sms) => sms.text.split(/\s+/).at(-1));
-}
-
-async function newCode(to, seen) {
-  for (let i = 0; i < 200; i += 1) {
-    const codes = smsCodes(to);
-    if (codes.length > seen) return codes.at(-1);
-    await sleep(50);
-  }
-  throw new Error(`no new SMS to ${to} within 10 s`);
-}
+const smsCodesTo = (to) => smsCodes(SMS_LOG, to);
+const newCode = (to, seen) => newCodeIn(SMS_LOG, to, seen);
 
 function checkWriteDetails(details, what) {
   assert(/^[1-9][0-9]*$/.test(details?.sequence ?? ""), `${what}: sequence ${details?.sequence}`);
@@ -255,7 +209,7 @@ try {
     ),
   );
   await step(`Set "${INPUT_PHONE}": details`, async () => {
-    state.seen = smsCodes(E164).length;
+    state.seen = smsCodesTo(E164).length;
     const r = await ok("setMyPhone", { phone: INPUT_PHONE });
     state.seq = checkWriteDetails(r.details, "Set");
   });
@@ -352,5 +306,4 @@ try {
 } finally {
   client.close();
 }
-console.log(`grpc_js: ${passed} passed, ${failed} failed`);
-process.exit(failed === 0 ? 0 : 1);
+finish("grpc_js");

@@ -9,13 +9,13 @@
 //   PHONEPROOF_BASE_URL=http://127.0.0.1:PORT PHONEPROOF_TOKEN=... PHONEPROOF_ORG=...
 //   PHONEPROOF_SMS_LOG_FILE=... PHONEPROOF_PROTO_DIR=proto node tests/consumer/grpc_web_browser.mjs
 // The token must belong to a user with no phone yet. Exits 0 when every step passed.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { chromium } from "playwright-core";
 import protobuf from "protobufjs";
+import { assert, eq, finish, newCode as newCodeIn, smsCodes, step, tally } from "./checks.mjs";
 
 const BASE_URL = process.env.PHONEPROOF_BASE_URL;
 const TOKEN = process.env.PHONEPROOF_TOKEN;
@@ -40,54 +40,9 @@ root.resolvePath = (_origin, target) =>
 root.loadSync(["zitadel/auth.proto", "zitadel/message.proto", "google/rpc/status.proto"]);
 const type = (name) => root.lookupType(name);
 
-let passed = 0;
-let failed = 0;
 
-async function step(name, fn) {
-  try {
-    await fn();
-    passed += 1;
-    console.log(`ok   ${name}`);
-  } catch (err) {
-    failed += 1;
-    console.log(`FAIL ${name}: ${err?.message ?? err}`);
-  }
-}
-
-function assert(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
-function eq(got, want, what) {
-  assert(
-    JSON.stringify(got) === JSON.stringify(want),
-    `${what}: ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`,
-  );
-}
-
-function smsCodes(to) {
-  let text;
-  try {
-    text = readFileSync(SMS_LOG, "utf8");
-  } catch {
-    return [];
-  }
-  return text
-    .split("\n")
-    .filter((line) => line.trim())
-    .map((line) => JSON.parse(line))
-    .filter((sms) => sms.to === to)
-    .map((sms) => sms.text.split(/\s+/).at(-1));
-}
-
-async function newCode(to, seen) {
-  for (let i = 0; i < 200; i += 1) {
-    const codes = smsCodes(to);
-    if (codes.length > seen) return codes.at(-1);
-    await sleep(50);
-  }
-  throw new Error(`no new SMS to ${to} within 10 s`);
-}
+const smsCodesTo = (to) => smsCodes(SMS_LOG, to);
+const newCode = (to, seen) => newCodeIn(SMS_LOG, to, seen);
 
 // Splits a gRPC-web response body into frames: [{flag, payload: Buffer}].
 function frames(body) {
@@ -252,7 +207,7 @@ try {
 
   const state = {};
   await step(`SetMyPhone "${INPUT_PHONE}": details, an SMS with the code`, async () => {
-    const seen = smsCodes(E164).length;
+    const seen = smsCodesTo(E164).length;
     const message = encode("zitadel.auth.v1.SetMyPhoneRequest", { phone: INPUT_PHONE });
     const response = decodeSuccess(
       await grpcWeb("SetMyPhone", message),
@@ -281,12 +236,11 @@ try {
     eq(response.phone, { phone: E164, isPhoneVerified: true }, "phone");
   });
 } catch (err) {
-  failed += 1;
+  tally.failed += 1;
   console.log(`FAIL ${err?.message ?? err}`);
 } finally {
   if (context) await context.close();
   rmSync(userDataDir, { recursive: true, force: true });
   pageServer.close();
 }
-console.log(`grpc_web_browser: ${passed} passed, ${failed} failed`);
-process.exit(failed === 0 ? 0 : 1);
+finish("grpc_web_browser");

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
+import { assert, finish, step as stepOf, tally } from "./checks.mjs";
 
 const BASE_URL = process.env.PHONEPROOF_BASE_URL;
 const TOKEN = process.env.PHONEPROOF_TOKEN;
@@ -27,24 +28,8 @@ const EXPECTED = [
 const TIMEOUT = 15_000;
 
 const problems = []; // console errors and page errors, reported at the end
-let passed = 0;
-let failed = 0;
-
-async function step(name, fn) {
-  try {
-    await fn();
-    passed += 1;
-    console.log(`ok   ${name}`);
-  } catch (err) {
-    failed += 1;
-    console.log(`FAIL ${name}: ${err?.message ?? err}`);
-    throw err; // later steps depend on this one
-  }
-}
-
-function assert(condition, message) {
-  if (!condition) throw new Error(message);
-}
+// Later steps depend on each one.
+const step = (name, fn) => stepOf(name, fn, { rethrow: true });
 
 const userDataDir = mkdtempSync(join(tmpdir(), "phoneproof-chromium-"));
 let context;
@@ -153,8 +138,8 @@ try {
     assert(problems.length === 0, problems.join("\n"));
   });
 } catch (err) {
-  if (failed === 0) {
-    failed += 1;
+  if (tally.failed === 0) {
+    tally.failed += 1;
     console.log(`FAIL ${err?.message ?? err}`);
   }
   for (const problem of problems) console.log(`     ${problem}`);
@@ -162,5 +147,4 @@ try {
   if (context) await context.close();
   rmSync(userDataDir, { recursive: true, force: true });
 }
-console.log(`swagger_ui: ${passed} passed, ${failed} failed`);
-process.exit(failed === 0 ? 0 : 1);
+finish("swagger_ui");
