@@ -82,7 +82,8 @@ impl ApiError {
     pub fn entry(&self) -> CatalogEntry {
         match self {
             ApiError::AuthHeaderMissing => row(16, None, "auth header missing"),
-            ApiError::AuthHeaderInvalid => row(16, Some("AUTH-7fs1e"), "invalid auth header"),
+            // Current ZITADEL's id (releases before 2025 answered AUTH-7fs1e here too).
+            ApiError::AuthHeaderInvalid => row(16, Some("AUTH-toLo1"), "invalid auth header"),
             ApiError::TokenInvalid => row(16, Some("AUTH-7fs1e"), "Errors.Token.Invalid"),
             ApiError::Validation(_) => row(3, None, "invalid request"),
             ApiError::PayloadTooLarge => CatalogEntry {

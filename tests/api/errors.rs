@@ -31,7 +31,7 @@ async fn a_header_that_is_not_bearer_is_invalid_auth_header() {
             .await
             .unwrap();
         let a = answer(r).await;
-        assert_error(&a, 401, 16, "AUTH-7fs1e", "invalid auth header");
+        assert_error(&a, 401, 16, "AUTH-toLo1", "invalid auth header");
         assert_eq!(a.headers["www-authenticate"], "Bearer");
     }
     app.stop().await;

@@ -47,7 +47,7 @@ async fn two_authorization_headers_are_an_invalid_auth_header() {
         &answer(resp).await,
         401,
         16,
-        "AUTH-7fs1e",
+        "AUTH-toLo1",
         "invalid auth header",
     );
 
@@ -66,7 +66,7 @@ async fn two_authorization_headers_are_an_invalid_auth_header() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
-    assert_eq!(status.message(), "invalid auth header (AUTH-7fs1e)");
+    assert_eq!(status.message(), "invalid auth header (AUTH-toLo1)");
     app.stop().await;
 }
 

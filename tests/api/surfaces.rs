@@ -164,7 +164,7 @@ fn table() -> Vec<Row> {
                 "authorization that is not Bearer",
                 &[],
                 Get,
-                err(16, "invalid auth header (AUTH-7fs1e)", Some("AUTH-7fs1e")),
+                err(16, "invalid auth header (AUTH-toLo1)", Some("AUTH-toLo1")),
             )
         },
         Row {
