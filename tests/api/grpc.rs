@@ -61,7 +61,7 @@ fn parse_frames(mut body: &[u8]) -> Vec<(u8, Vec<u8>)> {
     frames
 }
 
-/// gRPC-web over HTTP/1.1 only, as a browser's fetch sends it.
+/// gRPC-web over HTTP/1.1, as a browser's fetch sends it.
 async fn web_call(
     app: &TestApp,
     method: &str,
@@ -69,7 +69,23 @@ async fn web_call(
     message: &impl Message,
     text: bool,
 ) -> WebAnswer {
-    let client = reqwest::Client::builder().http1_only().build().unwrap();
+    web_call_over(app, method, token, message, text, false).await
+}
+
+async fn web_call_over(
+    app: &TestApp,
+    method: &str,
+    token: Option<&str>,
+    message: &impl Message,
+    text: bool,
+    http2: bool,
+) -> WebAnswer {
+    let client = if http2 {
+        reqwest::Client::builder().http2_prior_knowledge().build()
+    } else {
+        reqwest::Client::builder().http1_only().build()
+    }
+    .unwrap();
     let body = frame(message);
     let (content_type, body) = if text {
         (
@@ -92,7 +108,12 @@ async fn web_call(
         req = req.bearer_auth(t);
     }
     let resp = req.send().await.expect("sent");
-    assert_eq!(resp.version(), reqwest::Version::HTTP_11);
+    let version = if http2 {
+        reqwest::Version::HTTP_2
+    } else {
+        reqwest::Version::HTTP_11
+    };
+    assert_eq!(resp.version(), version);
     let http = resp.status().as_u16();
     let headers = resp.headers().clone();
     let raw = resp.bytes().await.unwrap().to_vec();
@@ -232,6 +253,47 @@ async fn grpc_web_over_http1_the_whole_happy_path_and_errors() {
         "3",
         "invalid SetMyPhoneRequest.Phone: value does not have prefix \"+\"",
         None,
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn grpc_web_over_http2_answers_alike() {
+    let app = spawn_app().await;
+    let token = app.token("web-h2");
+    let set = web_call_over(
+        &app,
+        "SetMyPhone",
+        Some(&token),
+        &pb::SetMyPhoneRequest {
+            phone: "+41 79 444 00 02".into(),
+        },
+        false,
+        true,
+    )
+    .await;
+    assert_eq!(set.frames[0].0, 0x00);
+    assert!(
+        set.trailers().contains("grpc-status:0"),
+        "{}",
+        set.trailers()
+    );
+    let again = web_call_over(
+        &app,
+        "SetMyPhone",
+        Some(&token),
+        &pb::SetMyPhoneRequest {
+            phone: "+41 79 444 00 02".into(),
+        },
+        true,
+        true,
+    )
+    .await;
+    assert_web_error(
+        &again,
+        "9",
+        "Phone not changed (COMMAND-wF94r)",
+        Some("COMMAND-wF94r"),
     );
     app.stop().await;
 }
