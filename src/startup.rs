@@ -240,10 +240,13 @@ pub fn build_routes(state: Arc<AppState>) -> impl Endpoint<Output = poem::Respon
                         .insert(header::CONNECTION, HeaderValue::from_static("close"));
                     return Ok(resp);
                 }
-                // gRPC calls are counted by method and code in the service itself.
-                if crate::grpc::is_grpc_request(&req) {
-                    return ep.call(req).await.map(IntoResponse::into_response);
-                }
+                // gRPC calls are counted by method and code in the service itself; a gRPC
+                // content type elsewhere is an ordinary (and wrong) REST request.
+                let path = req.uri().path();
+                let grpc = crate::grpc::is_grpc_request(&req)
+                    && crate::grpc::PATH_PREFIXES
+                        .iter()
+                        .any(|prefix| path.starts_with(prefix));
                 let start = Instant::now();
                 // Both labels from fixed sets, taken before the request is moved.
                 let method = MethodLabel::of(req.method());
@@ -270,12 +273,14 @@ pub fn build_routes(state: Arc<AppState>) -> impl Endpoint<Output = poem::Respon
                     resp.headers_mut()
                         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 }
-                metrics.observe_request(
-                    route,
-                    method,
-                    resp.status().as_u16(),
-                    start.elapsed().as_secs_f64(),
-                );
+                if !grpc {
+                    metrics.observe_request(
+                        route,
+                        method,
+                        resp.status().as_u16(),
+                        start.elapsed().as_secs_f64(),
+                    );
+                }
                 Ok(resp)
             }
         })

@@ -409,6 +409,21 @@ async fn methods_not_served_are_unimplemented_and_rest_clients_get_the_contract_
             .unwrap()
             .contains("application/grpc")
     );
+
+    // A gRPC content type on a REST path is an ordinary REST request, with everything the
+    // REST path adds (the router fuzz target found it skipped that path).
+    let a = answer(
+        app.client
+            .get(format!("{}/auth/v1/users/me/phone", app.address))
+            .header("content-type", "application/grpc-web")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(a.status, 401);
+    assert_eq!(a.body["message"], "auth header missing");
+    assert_eq!(a.headers["cache-control"], "no-store");
     app.stop().await;
 }
 
