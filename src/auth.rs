@@ -365,6 +365,20 @@ async fn fetch_key_set(client: &reqwest::Client, url: &str) -> Result<KeySet, St
     Ok(keys)
 }
 
+/// The token of the one `authorization` value a request (REST header or gRPC metadata)
+/// carries. Two values are refused: which one would count is a guess a proxy and we could
+/// make differently.
+pub fn single_bearer_token<'a>(
+    values: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<&'a str, ApiError> {
+    let mut values = values.into_iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::AuthHeaderInvalid);
+    }
+    bearer_token(first)
+}
+
 /// Splits `Authorization: Bearer <token>`; the scheme is case-insensitive.
 pub fn bearer_token(header_value: Option<&[u8]>) -> Result<&str, ApiError> {
     let raw = header_value.ok_or(ApiError::AuthHeaderMissing)?;
@@ -382,13 +396,8 @@ impl<'a> FromRequest<'a> for AuthenticatedUser {
         let verifier = req
             .data::<Arc<TokenVerifier>>()
             .expect("the token verifier is attached to every route");
-        let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
-        let first = values.next();
-        if values.next().is_some() {
-            // Which one would count is a guess a proxy and we could make differently.
-            return Err(ApiError::AuthHeaderInvalid.into());
-        }
-        let token = bearer_token(first.map(|v| v.as_bytes()))?;
+        let values = req.headers().get_all(header::AUTHORIZATION);
+        let token = single_bearer_token(values.iter().map(|v| v.as_bytes()))?;
         Ok(verifier.verify(token).await?)
     }
 }

@@ -173,6 +173,9 @@ impl Core {
     }
 }
 
+/// The label of every path under the gRPC services.
+const GRPC_ROUTE: &str = "/grpc";
+
 fn route_label(path: &str) -> &'static str {
     match path {
         phone::PHONE_PATH => phone::PHONE_PATH,
@@ -187,7 +190,7 @@ fn route_label(path: &str) -> &'static str {
             .iter()
             .any(|prefix| p.starts_with(prefix)) =>
         {
-            "/grpc"
+            GRPC_ROUTE
         }
         _ => "unmatched",
     }
@@ -210,10 +213,7 @@ pub fn build_routes(state: Arc<AppState>) -> impl Endpoint<Output = poem::Respon
     let metrics = state.metrics.clone();
     let body_limit = state.body_limit as u64;
     let verifier = state.verifier.clone();
-    let grpc = Arc::new(crate::grpc::endpoint(
-        state.clone(),
-        &state.grpc_web_origins,
-    ));
+    let grpc = Arc::new(crate::grpc::endpoint(state.clone()));
     let mut route = ops::routes(phone::routes(Route::new()));
     for prefix in crate::grpc::PATH_PREFIXES {
         route = route.nest_no_strip(prefix, grpc.clone());
@@ -242,15 +242,11 @@ pub fn build_routes(state: Arc<AppState>) -> impl Endpoint<Output = poem::Respon
                 }
                 // gRPC calls are counted by method and code in the service itself; a gRPC
                 // content type elsewhere is an ordinary (and wrong) REST request.
-                let path = req.uri().path();
-                let grpc = crate::grpc::is_grpc_request(&req)
-                    && crate::grpc::PATH_PREFIXES
-                        .iter()
-                        .any(|prefix| path.starts_with(prefix));
                 let start = Instant::now();
                 // Both labels from fixed sets, taken before the request is moved.
                 let method = MethodLabel::of(req.method());
                 let route = route_label(req.uri().path());
+                let grpc = route == GRPC_ROUTE && crate::grpc::is_grpc_request(&req);
                 let mut resp = match ep.call(req).await {
                     Ok(r) => r.into_response(),
                     Err(e) => {

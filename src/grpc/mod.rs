@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::app::Change;
-use crate::auth::{AuthenticatedUser, bearer_token};
+use crate::auth::{AuthenticatedUser, single_bearer_token};
 use crate::clock::Millis;
 use crate::domain::{PhoneNumber, ResourceOwner, VerificationCode, validate_phone_field};
 use crate::error::{ApiError, ERROR_DETAIL_TYPE};
@@ -123,12 +123,8 @@ impl PhoneGrpc {
     }
 
     async fn authenticate<T>(&self, req: &Request<T>) -> Result<AuthenticatedUser, ApiError> {
-        let mut values = req.metadata().get_all("authorization").iter();
-        let first = values.next();
-        if values.next().is_some() {
-            return Err(ApiError::AuthHeaderInvalid);
-        }
-        let token = bearer_token(first.map(|v| v.as_bytes()))?;
+        let values = req.metadata().get_all("authorization");
+        let token = single_bearer_token(values.iter().map(|v| v.as_bytes()))?;
         let user = self.state.verifier.verify(token).await?;
         // The same `user` field the REST handlers' spans carry.
         tracing::Span::current().record("user", tracing::field::display(&user.user_id));

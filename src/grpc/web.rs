@@ -38,10 +38,8 @@ pub fn is_grpc_request(req: &Request) -> bool {
 }
 
 /// The gRPC services behind gRPC-web translation and CORS, as one poem endpoint.
-pub fn endpoint(
-    state: Arc<AppState>,
-    origins: &AllowedOrigins,
-) -> impl Endpoint<Output = poem::Response> + 'static {
+pub fn endpoint(state: Arc<AppState>) -> impl Endpoint<Output = poem::Response> + 'static {
+    let cors = cors(&state.grpc_web_origins);
     let limit = state.body_limit;
     let auth = AuthServiceServer::new(PhoneGrpc::new(state.clone()))
         .max_decoding_message_size(limit)
@@ -71,18 +69,52 @@ pub fn endpoint(
     let only_grpc = move |req: Request| {
         let grpc = grpc.clone();
         async move {
-            if !is_grpc_request(&req) {
-                // A REST client that strays here gets the contract's error shape, not
-                // tonic-web's empty 400.
-                return Ok(ApiError::Validation(
-                    "gRPC methods take application/grpc or application/grpc-web content".into(),
-                )
-                .to_response());
+            // What tonic-web would answer with an empty 400 or 405 gets the contract's
+            // error shape instead.
+            if let Some(refused) = refusal(&req) {
+                let mut resp = refused.to_response();
+                if refused == ApiError::MethodNotAllowed {
+                    resp.headers_mut()
+                        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+                }
+                return Ok(resp);
             }
             grpc.call(req).await.map(IntoResponse::into_response)
         }
     };
-    poem::endpoint::make(only_grpc).with(cors(origins))
+    poem::endpoint::make(only_grpc).with(cors)
+}
+
+/// The gRPC-web content types tonic-web translates (it compares them exactly).
+const GRPC_WEB_TYPES: [&str; 4] = [
+    "application/grpc-web",
+    "application/grpc-web+proto",
+    "application/grpc-web-text",
+    "application/grpc-web-text+proto",
+];
+
+/// Why a request on a gRPC path cannot reach tonic, if it cannot.
+fn refusal(req: &Request) -> Option<ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let web = GRPC_WEB_TYPES.contains(&content_type);
+    if !web && !content_type.starts_with("application/grpc") {
+        return Some(ApiError::Validation(
+            "gRPC methods take application/grpc or application/grpc-web content".into(),
+        ));
+    }
+    if req.method() != Method::POST {
+        return Some(ApiError::MethodNotAllowed);
+    }
+    if !web && req.version() < http::Version::HTTP_2 {
+        return Some(ApiError::Validation(
+            "gRPC needs HTTP/2; over HTTP/1.1 send gRPC-web (application/grpc-web)".into(),
+        ));
+    }
+    None
 }
 
 /// Browsers may call gRPC-web from another origin: the preflight is answered, and the

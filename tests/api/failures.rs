@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use phoneproof::outbox::Delivery;
-use sqlx::Connection;
 
 use crate::helpers::*;
 
@@ -43,13 +42,7 @@ async fn refuse_events_of(app: &TestApp) {
 /// Holds SQLite's write lock from outside the service while `during` runs, so every write
 /// queues up and the next batch holds them all.
 async fn with_write_lock_held<F: std::future::Future>(app: &TestApp, during: F) -> F::Output {
-    let mut c = sqlx::SqliteConnection::connect(&app.database_url)
-        .await
-        .unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut c)
-        .await
-        .unwrap();
+    let mut c = app.hold_sqlite_write_lock().await;
     let release = async {
         tokio::time::sleep(Duration::from_millis(400)).await;
         sqlx::query("COMMIT").execute(&mut c).await.unwrap();
@@ -199,13 +192,7 @@ async fn readiness_fails_while_writes_cannot_commit() {
     let app = spawn_app().await;
     let readyz = format!("{}/readyz", app.address);
     assert_eq!(app.client.get(&readyz).send().await.unwrap().status(), 200);
-    let mut c = sqlx::SqliteConnection::connect(&app.database_url)
-        .await
-        .unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut c)
-        .await
-        .unwrap();
+    let mut c = app.hold_sqlite_write_lock().await;
     let a = answer(app.client.get(&readyz).send().await.unwrap()).await;
     assert_error(
         &a,

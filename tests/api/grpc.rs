@@ -424,6 +424,41 @@ async fn methods_not_served_are_unimplemented_and_rest_clients_get_the_contract_
     assert_eq!(a.status, 401);
     assert_eq!(a.body["message"], "auth header missing");
     assert_eq!(a.headers["cache-control"], "no-store");
+
+    // What tonic-web answers with an empty body gets the contract's shape: gRPC-web with
+    // another method than POST, and plain gRPC over HTTP/1.1.
+    let a = answer(
+        app.client
+            .get(format!("{}{SERVICE}/GetMyPhone", app.address))
+            .header("content-type", "application/grpc-web+proto")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(a.status, 405);
+    assert_eq!(a.body["code"], 12);
+    assert_eq!(a.headers["allow"], "POST");
+    let a = answer(
+        reqwest::Client::builder()
+            .http1_only()
+            .build()
+            .unwrap()
+            .post(format!("{}{SERVICE}/GetMyPhone", app.address))
+            .header("content-type", "application/grpc")
+            .body(frame(&pb::GetMyPhoneRequest {}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(a.status, 400);
+    assert_eq!(a.body["code"], 3);
+    assert!(
+        a.body["message"].as_str().unwrap().contains("HTTP/2"),
+        "{}",
+        a.body
+    );
     app.stop().await;
 }
 
@@ -494,14 +529,7 @@ async fn health_follows_readiness() {
         return app.stop().await.close().unwrap();
     }
     // Writes cannot commit while another connection holds SQLite's write lock.
-    use sqlx::Connection;
-    let mut c = sqlx::SqliteConnection::connect(&app.database_url)
-        .await
-        .unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut c)
-        .await
-        .unwrap();
+    let mut c = app.hold_sqlite_write_lock().await;
     let status = health.check(check("")).await.unwrap().into_inner().status;
     assert_eq!(status, ServingStatus::NotServing as i32);
     sqlx::query("COMMIT").execute(&mut c).await.unwrap();

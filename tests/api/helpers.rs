@@ -252,6 +252,20 @@ impl TestApp {
         panic!("delivery number {count} of {user} was not recorded");
     }
 
+    /// A connection of its own holding SQLite's write lock (`BEGIN IMMEDIATE`): every write
+    /// of the service waits until it commits.
+    pub async fn hold_sqlite_write_lock(&self) -> sqlx::SqliteConnection {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&self.database_url)
+            .await
+            .expect("a second connection to the SQLite file");
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut c)
+            .await
+            .expect("the write lock");
+        c
+    }
+
     /// The `/metrics` exposition.
     pub async fn metrics_text(&self) -> String {
         self.client
