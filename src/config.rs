@@ -77,6 +77,12 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// HTTP/2 streams one connection may have open at once.
     pub http2_max_concurrent_streams: u32,
+    /// An HTTP/1 request head (request line and headers) must arrive within this.
+    pub header_read_timeout: Duration,
+    /// Largest HTTP/1 request head and HTTP/2 header list, bytes.
+    pub max_header_bytes: usize,
+    /// HTTP/2 PING interval; a peer that does not answer within it is dropped.
+    pub http2_keepalive_interval: Duration,
     pub log_format: LogFormat,
     /// Origins whose pages may call the gRPC-web surface.
     pub grpc_web_origins: AllowedOrigins,
@@ -511,6 +517,9 @@ struct RawSettings {
     max_connections: usize,
     idle_timeout_ms: u64,
     http2_max_concurrent_streams: u32,
+    header_read_timeout_ms: u64,
+    max_header_bytes: usize,
+    http2_keepalive_interval_ms: u64,
     log_format: String,
     grpc_web_allowed_origins: String,
     auth: RawAuth,
@@ -532,6 +541,9 @@ impl Default for RawSettings {
             max_connections: 0,
             idle_timeout_ms: 60_000,
             http2_max_concurrent_streams: 100,
+            header_read_timeout_ms: 10_000,
+            max_header_bytes: 32 * 1024,
+            http2_keepalive_interval_ms: 20_000,
             log_format: "text".into(),
             grpc_web_allowed_origins: "*".into(),
             auth: RawAuth::default(),
@@ -702,6 +714,11 @@ fn parse(raw: RawSettings) -> Result<Settings, ConfigError> {
             "must be longer than sms.timeout_secs",
         ));
     }
+    // hyper's HTTP/1 read buffer has a floor of 8 KiB (it panics below).
+    let max_header_bytes = raw.max_header_bytes;
+    if !(8 * 1024..=1024 * 1024).contains(&max_header_bytes) {
+        return Err(bad("max_header_bytes", "must be between 8192 and 1048576"));
+    }
     Ok(Settings {
         listen,
         data_dir: raw.data_dir,
@@ -716,6 +733,15 @@ fn parse(raw: RawSettings) -> Result<Settings, ConfigError> {
             "http2_max_concurrent_streams",
             raw.http2_max_concurrent_streams,
         )?,
+        header_read_timeout: Duration::from_millis(nonzero(
+            "header_read_timeout_ms",
+            raw.header_read_timeout_ms,
+        )?),
+        max_header_bytes,
+        http2_keepalive_interval: Duration::from_millis(nonzero(
+            "http2_keepalive_interval_ms",
+            raw.http2_keepalive_interval_ms,
+        )?),
         log_format,
         grpc_web_origins,
         auth: parse_auth(raw.auth)?,
@@ -1021,7 +1047,7 @@ mod tests {
         ] {
             assert_eq!(names.get(env).map(String::as_str), Some(key), "{env}");
         }
-        assert_eq!(names.len(), 51, "{names:?}");
+        assert_eq!(names.len(), 54, "{names:?}");
     }
 
     #[test]

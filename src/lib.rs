@@ -15,6 +15,7 @@ pub mod outbox;
 pub mod routes;
 pub mod sealed_sms;
 pub mod secrets;
+pub mod server;
 pub mod sms;
 pub mod startup;
 pub mod state;

@@ -75,6 +75,12 @@ impl Acceptor for BoundedAcceptor {
                         idle_timeout: self.idle_timeout,
                         last_moved: tokio::time::Instant::now(),
                         deadline: Box::pin(tokio::time::sleep(self.idle_timeout)),
+                        protocol: Protocol::Unknown,
+                        unanswered: false,
+                        replacement: None,
+                        closing: false,
+                        draining: false,
+                        drained: 0,
                     };
                     return Ok((counted, local, remote, scheme));
                 }
@@ -99,6 +105,10 @@ impl Acceptor for BoundedAcceptor {
 /// A connection holding its slot until it is dropped, and failing its reads once no byte has
 /// moved either way for the idle timeout: a stalled request line, header or body, or an idle
 /// keep-alive, ends there (hyper's own graceful close would wait for the unfinished request).
+///
+/// On HTTP/1 it also gives the answers hyper makes itself the contract's body: hyper writes its
+/// 400/414/431 with an empty body and has no hook for them, and says nothing at all when it drops
+/// a request whose head did not arrive in time (408 here).
 pub struct Counted {
     io: TcpStream,
     _slot: OwnedSemaphorePermit,
@@ -107,6 +117,67 @@ pub struct Counted {
     /// pays a clock read per read or write, not a timer re-registration.
     last_moved: tokio::time::Instant,
     deadline: Pin<Box<tokio::time::Sleep>>,
+    protocol: Protocol,
+    /// Bytes arrived since the last answer was written: a request is under way.
+    unanswered: bool,
+    /// An answer of ours replacing the one hyper is writing, and how far it has gone out.
+    replacement: Option<(Vec<u8>, usize)>,
+    /// The last answer is out (or shutdown began): what still arrives is drained, not answered.
+    closing: bool,
+    draining: bool,
+    drained: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Unknown,
+    Http1,
+    Http2,
+}
+
+/// What is read and thrown away after the last answer so that closing with unread bytes does not
+/// reset the connection before the client has read the answer (a 413 to a large upload).
+const DRAIN_BYTES: usize = 1 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// A complete HTTP/1.1 answer in the contract's shape (google.rpc.Status JSON), closing.
+fn status_answer(status: &str, code: i32, message: &str) -> Vec<u8> {
+    let body = serde_json::json!({ "code": code, "message": message }).to_string();
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         cache-control: no-store\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// hyper's own answer to a request it could not parse, recognised by its exact head (our
+/// handlers never answer an error with an empty body), with ours in its place.
+fn replacement_for(head: &[u8]) -> Option<Vec<u8>> {
+    let rest = head.strip_prefix(b"HTTP/1.1 ")?;
+    let automatic = |status: &[u8]| {
+        rest.starts_with(status)
+            && head
+                .windows(40)
+                .any(|w| w == b"\r\nconnection: close\r\ncontent-length: 0\r\n")
+    };
+    if automatic(b"400 ") {
+        Some(status_answer(
+            "400 Bad Request",
+            3,
+            "malformed HTTP request",
+        ))
+    } else if automatic(b"414 ") {
+        Some(status_answer("414 URI Too Long", 3, "request URI too long"))
+    } else if automatic(b"431 ") {
+        Some(status_answer(
+            "431 Request Header Fields Too Large",
+            3,
+            "request header fields too large",
+        ))
+    } else {
+        None
+    }
 }
 
 impl Counted {
@@ -126,6 +197,107 @@ impl Counted {
             self.deadline.as_mut().reset(idle_until);
         }
     }
+
+    fn saw_read(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.moved();
+        if self.protocol == Protocol::Unknown {
+            self.protocol = if b"PRI * HTTP/2.0".starts_with(&bytes[..bytes.len().min(14)]) {
+                Protocol::Http2
+            } else {
+                Protocol::Http1
+            };
+        }
+        if !self.closing {
+            self.unanswered = true;
+        }
+    }
+
+    fn saw_write(&mut self, written: &[u8]) {
+        if written.is_empty() {
+            return;
+        }
+        self.moved();
+        self.unanswered = false;
+        // After an answer that closes the connection, whatever still arrives is the rest of a
+        // refused upload, not a request waiting for an answer.
+        if written.starts_with(b"HTTP/1.1 ")
+            && written
+                .windows(21)
+                .any(|w| w.eq_ignore_ascii_case(b"\r\nconnection: close\r\n"))
+        {
+            self.closing = true;
+        }
+    }
+
+    /// Writes our replacement to its end, then reports hyper's `reported` bytes as written.
+    fn poll_replacement(&mut self, cx: &mut Context<'_>, reported: usize) -> Poll<IoResult<usize>> {
+        while let Some((bytes, sent)) = self.replacement.as_mut() {
+            if *sent == bytes.len() {
+                break;
+            }
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &bytes[*sent..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            *sent += n;
+            self.moved();
+        }
+        self.unanswered = false;
+        Poll::Ready(Ok(reported))
+    }
+
+    /// Starts replacing hyper's automatic answer when `head` is one.
+    fn intercept(&mut self, head: &[u8]) -> bool {
+        if self.protocol != Protocol::Http1 || self.replacement.is_some() {
+            return false;
+        }
+        match replacement_for(head) {
+            Some(ours) => {
+                self.replacement = Some((ours, 0));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A request hyper dropped half-read (its head came too slowly, or the connection idled
+    /// mid-request) gets a 408, best effort: the socket buffer of a stalled connection has room.
+    fn answer_abandoned(&mut self) {
+        if self.protocol == Protocol::Http1 && self.unanswered && self.replacement.is_none() {
+            self.unanswered = false;
+            let answer = status_answer("408 Request Timeout", 4, "request not received in time");
+            let _ = self.io.try_write(&answer);
+        }
+    }
+
+    /// After the last answer: discard what the client still sends, up to a bound.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.protocol != Protocol::Http1 {
+            return Poll::Ready(());
+        }
+        let mut chunk = [0u8; 8192];
+        while self.drained < DRAIN_BYTES {
+            let mut buf = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(()),
+                Poll::Ready(Ok(())) => self.drained += buf.filled().len(),
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Pending => return self.deadline.as_mut().poll(cx),
+            }
+        }
+        Poll::Ready(())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if !self.closing {
+            self.answer_abandoned();
+        }
+    }
 }
 
 impl AsyncRead for Counted {
@@ -137,9 +309,7 @@ impl AsyncRead for Counted {
         let before = buf.filled().len();
         match Pin::new(&mut self.io).poll_read(cx, buf) {
             Poll::Ready(result) => {
-                if buf.filled().len() > before {
-                    self.moved();
-                }
+                self.saw_read(&buf.filled()[before..]);
                 Poll::Ready(result)
             }
             Poll::Pending => match self.poll_idle(cx) {
@@ -159,9 +329,12 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<IoResult<usize>> {
+        if self.replacement.is_some() || self.intercept(buf) {
+            return self.poll_replacement(cx, buf.len());
+        }
         let written = Pin::new(&mut self.io).poll_write(cx, buf);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            self.moved();
+        if let Poll::Ready(Ok(n)) = written {
+            self.saw_write(&buf[..n]);
         }
         written
     }
@@ -171,7 +344,18 @@ impl AsyncWrite for Counted {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<IoResult<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        if !self.draining {
+            self.answer_abandoned();
+            self.closing = true;
+            self.draining = true;
+            let drain_until = tokio::time::Instant::now() + DRAIN_TIME;
+            self.deadline.as_mut().reset(drain_until);
+        }
+        // The answer and our FIN first, so the client reads the answer whole; then what it is
+        // still sending is read away, within bounds, before the socket closes.
+        ready!(Pin::new(&mut self.io).poll_shutdown(cx))?;
+        ready!(self.poll_drain(cx));
+        Poll::Ready(Ok(()))
     }
 
     fn poll_write_vectored(
@@ -179,9 +363,17 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<IoResult<usize>> {
+        let head = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        if self.replacement.is_some() || self.intercept(head) {
+            let reported = bufs.iter().map(|b| b.len()).sum();
+            return self.poll_replacement(cx, reported);
+        }
         let written = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            self.moved();
+        if let Poll::Ready(Ok(n)) = written {
+            self.saw_write(&head[..n.min(head.len())]);
         }
         written
     }

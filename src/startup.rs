@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::middleware::CatchPanic;
-use poem::{Endpoint, EndpointExt, IntoResponse, Route, Server, http::HeaderValue, http::header};
+use poem::{Endpoint, EndpointExt, IntoResponse, Route, http::HeaderValue, http::header};
 use secrecy::ExposeSecret;
 use tokio::sync::watch;
 
@@ -21,6 +21,7 @@ use crate::outbox::Worker;
 use crate::routes::{ops, phone};
 use crate::sealed_sms::SmsSealer;
 use crate::secrets::{ConfiguredKeys, Secrets, SecretsError};
+use crate::server::ConnectionLimits;
 use crate::sms::Provider;
 use crate::state::AppState;
 use crate::store::Store;
@@ -236,8 +237,17 @@ pub fn build_routes(state: Arc<AppState>) -> impl Endpoint<Output = poem::Respon
                     .and_then(|v| v.parse::<u64>().ok());
                 if declared.is_some_and(|len| len > body_limit) {
                     let mut resp = ApiError::PayloadTooLarge.to_response();
-                    resp.headers_mut()
-                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    if req.version() < poem::http::Version::HTTP_2 {
+                        // The connection closes; what is still coming is drained by the
+                        // listener, not read as a request.
+                        resp.headers_mut()
+                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    } else {
+                        // A body dropped unread resets the stream, and some clients then lose
+                        // the answer; reading a bounded amount away lets the upload end cleanly.
+                        let mut req = req;
+                        drain_in_background(req.take_body());
+                    }
                     return Ok(resp);
                 }
                 // gRPC calls are counted by method and code in the service itself; a gRPC
@@ -282,10 +292,27 @@ pub fn build_routes(state: Arc<AppState>) -> impl Endpoint<Output = poem::Respon
         })
 }
 
+/// Reads and discards a refused request's body, at most 4 MiB and 5 s, then drops it.
+fn drain_in_background(body: poem::Body) {
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        let mut stream = body.into_bytes_stream();
+        let mut left: usize = 4 << 20;
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(Ok(chunk)) = stream.next().await {
+                left = left.saturating_sub(chunk.len());
+                if left == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+    });
+}
+
 pub struct Application {
     acceptor: BoundedAcceptor,
-    idle_timeout: Duration,
-    http2_max_concurrent_streams: u32,
+    limits: ConnectionLimits,
     port: u16,
     state: Arc<AppState>,
     worker: Arc<Worker>,
@@ -338,8 +365,13 @@ impl Application {
         });
         Ok(Application {
             acceptor: BoundedAcceptor::new(acceptor, s.max_connections, s.idle_timeout),
-            idle_timeout: s.idle_timeout,
-            http2_max_concurrent_streams: s.http2_max_concurrent_streams,
+            limits: ConnectionLimits {
+                header_read_timeout: s.header_read_timeout,
+                max_header_bytes: s.max_header_bytes,
+                http2_max_concurrent_streams: s.http2_max_concurrent_streams,
+                http2_keepalive_interval: s.http2_keepalive_interval,
+                drain_timeout: Duration::from_secs(10),
+            },
             port,
             state,
             worker,
@@ -372,13 +404,8 @@ impl Application {
     ) -> std::io::Result<()> {
         let (tx, rx) = watch::channel(false);
         let worker_task = self.run_worker.then(|| tokio::spawn(self.worker.run(rx)));
-        let app = build_routes(self.state);
-        let result = Server::new_with_acceptor(self.acceptor)
-            .idle_timeout(self.idle_timeout)
-            .http2_max_concurrent_streams(self.http2_max_concurrent_streams)
-            .http2_max_header_list_size(32 * 1024)
-            .run_with_graceful_shutdown(app, stop, Some(Duration::from_secs(10)))
-            .await;
+        let app = build_routes(self.state).map_to_response().boxed();
+        let result = crate::server::serve(self.acceptor, app, self.limits, stop).await;
         let _ = tx.send(true);
         if let Some(t) = worker_task {
             let _ = t.await;

@@ -219,6 +219,9 @@ fn decide_resend(
     }
 }
 
+/// Wrong codes recorded per code at most, when attempts are not capped.
+pub const RECORDED_FAILURES_PER_CODE: u32 = 100;
+
 fn decide_verify(
     state: &PhoneState,
     candidate: &CodeHash,
@@ -240,6 +243,11 @@ fn decide_verify(
     // Compare first so an expired code costs the same time as a live one.
     let matches = code.hash.matches(candidate);
     if now >= code.expires_at || !matches {
+        if code.failed_attempts >= RECORDED_FAILURES_PER_CODE {
+            // Without a cap (as ZITADEL) guessing goes on, but the log records only so much
+            // of it per code: the answer is the same, nothing more is written.
+            return Decision::reject(DomainError::CodeInvalid);
+        }
         return failed(DomainError::CodeInvalid);
     }
     Decision {
@@ -667,6 +675,26 @@ mod tests {
             } else {
                 prop_assert_eq!(d.outcome, Ok(()));
             }
+        }
+
+        /// Uncapped, every wrong code is refused, but only the first ones per code are written,
+        /// and the right code still verifies after any number of wrong ones.
+        #[test]
+        fn uncapped_guessing_writes_a_bounded_number_of_events(extra in 0u32..40) {
+            let h = CodeHasher::new([4; 32]);
+            let p = CodePolicy { max_attempts: 0, ..CodePolicy::default() };
+            let s = SendPolicy::default();
+            let d = decide_set(&PhoneState::default(), &phone("+41710000000"), &new_code(&h, "RIGHT1"), &p, &s, 0);
+            let mut state = fold(PhoneState::default(), &d, 0);
+            let mut written = 0;
+            for _ in 0..RECORDED_FAILURES_PER_CODE + extra {
+                let d = decide_verify(&state, &h.hash("WRONG1"), &p, 1);
+                prop_assert_eq!(&d.outcome, &Err(DomainError::CodeInvalid));
+                written += d.events.len() as u32;
+                state = fold(state, &d, 1);
+            }
+            prop_assert_eq!(written, RECORDED_FAILURES_PER_CODE);
+            prop_assert_eq!(decide_verify(&state, &h.hash("RIGHT1"), &p, 1).outcome, Ok(()));
         }
     }
 }

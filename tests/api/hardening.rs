@@ -265,3 +265,154 @@ async fn swagger_ui_is_served_with_a_content_security_policy_and_never_framed() 
     }
     app.stop().await;
 }
+
+/// Reads what the server sends until it closes (at most 5 s).
+async fn read_until_closed(c: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut buf))
+        .await
+        .expect("the server closes the connection");
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// The JSON body of a raw HTTP/1.1 answer.
+fn json_body(answer: &str) -> serde_json::Value {
+    let body = answer.split_once("\r\n\r\n").expect("a head and a body").1;
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"))
+}
+
+/// Before: hyper's own 400 and 431 answers had empty bodies.
+#[tokio::test]
+async fn the_http_librarys_own_answers_are_in_the_contract_shape() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app().await;
+    let addr = app.address.trim_start_matches("http://").to_owned();
+    let huge_header = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(40 * 1024)
+    );
+    for (request, status) in [
+        (huge_header.as_bytes(), "431"),
+        (&b"GET /healthz HTTP/1.1\r\nHo st: x\r\n\r\n"[..], "400"),
+        (&b"GE\x01T / HTTP/1.1\r\n\r\n"[..], "400"),
+    ] {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        c.write_all(request).await.unwrap();
+        let answer = read_until_closed(&mut c).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{answer}"
+        );
+        assert!(
+            answer.contains("content-type: application/json"),
+            "{answer}"
+        );
+        let body = json_body(&answer);
+        assert_eq!(body["code"], 3, "{answer}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    app.stop().await;
+}
+
+/// Before: a header byte every few seconds kept a connection open for good (each byte reset
+/// the idle timeout). Now the whole head must arrive within `header_read_timeout`.
+#[tokio::test]
+async fn a_slowly_dripped_header_is_cut_at_the_header_deadline_with_408() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(|s| s.header_read_timeout = Duration::from_millis(600)).await;
+    let addr = app.address.trim_start_matches("http://").to_owned();
+    let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let started = std::time::Instant::now();
+    c.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    // A header line every 100 ms: never idle, never complete.
+    let mut dripped = 0;
+    while c.write_all(b"X-Drip: 1\r\n").await.is_ok() && dripped < 30 {
+        dripped += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut probe = [0u8; 1];
+        if c.try_read(&mut probe).is_ok_and(|n| n > 0) {
+            let mut rest = probe.to_vec();
+            rest.extend(read_until_closed(&mut c).await.into_bytes());
+            let answer = String::from_utf8_lossy(&rest).into_owned();
+            assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+            assert_eq!(json_body(&answer)["code"], 4, "{answer}");
+            break;
+        }
+    }
+    assert!(dripped < 30, "still reading the header after 3 s");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    app.stop().await;
+}
+
+/// Before: of 10 2 MiB uploads without `Expect`, about half ended in a connection reset over
+/// HTTP/1.1 and 3 of 3 in a stream error over HTTP/2 instead of the 413 answer.
+#[tokio::test]
+async fn oversized_uploads_receive_the_413_body_over_http1_and_http2() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app().await;
+    let addr = app.address.trim_start_matches("http://").to_owned();
+    let token = app.token("big-sender");
+    let body = format!(r#"{{"phone":"{}"}}"#, "1".repeat(2 << 20));
+    for _ in 0..10 {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "PUT /auth/v1/users/me/phone HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        c.write_all(head.as_bytes()).await.unwrap();
+        // The server may stop reading before all of it is sent; the answer is what counts.
+        let _ = c.write_all(body.as_bytes()).await;
+        let answer = read_until_closed(&mut c).await;
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert_eq!(json_body(&answer)["code"], 3, "{answer}");
+    }
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    for _ in 0..10 {
+        let resp = h2
+            .put(format!("{}/auth/v1/users/me/phone", app.address))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("the 413 answer, not a stream error");
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+        assert_eq!(resp.status(), 413);
+        let json: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(json["code"], 3);
+    }
+    assert!(app.events("big-sender").await.is_empty());
+    app.stop().await;
+}
+
+/// Before: nothing found out that an HTTP/2 peer had gone. Now it is pinged, and one that does
+/// not answer is dropped well before the idle timeout.
+#[tokio::test]
+async fn an_http2_peer_that_does_not_answer_pings_is_dropped() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(|s| {
+        s.http2_keepalive_interval = Duration::from_millis(300);
+        s.idle_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let addr = app.address.trim_start_matches("http://").to_owned();
+    let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let started = std::time::Instant::now();
+    // The connection preface and an empty SETTINGS frame; after that, silence (no ACKs).
+    c.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let frames = read_until_closed(&mut c).await;
+    assert!(!frames.is_empty(), "the server spoke HTTP/2");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "dropped after {:?}",
+        started.elapsed()
+    );
+    app.stop().await;
+}

@@ -1,0 +1,101 @@
+//! The connection loop: poem's endpoint served by hyper directly, because poem's `Server` does
+//! not expose the limits an open-internet server needs (a deadline for the request head, the
+//! HTTP/1 header size, HTTP/2 keep-alive pings).
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use poem::endpoint::BoxEndpoint;
+use poem::listener::Acceptor;
+use poem::{Endpoint, Request, Response};
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+
+use crate::listener::BoundedAcceptor;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub http2_max_concurrent_streams: u32,
+    pub http2_keepalive_interval: Duration,
+    /// How long requests in flight may finish once shutdown begins.
+    pub drain_timeout: Duration,
+}
+
+/// Serves `ep` on every accepted connection until `stop` resolves, then lets requests in
+/// flight finish (at most `drain_timeout`).
+pub async fn serve(
+    mut acceptor: BoundedAcceptor,
+    ep: BoxEndpoint<'static, Response>,
+    limits: ConnectionLimits,
+    stop: impl std::future::Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let ep = Arc::new(ep);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (force_tx, force_rx) = watch::channel(false);
+    let connections = TaskTracker::new();
+    tokio::pin!(stop);
+    loop {
+        let (io, local, remote, scheme) = tokio::select! {
+            () = &mut stop => break,
+            accepted = acceptor.accept() => accepted?,
+        };
+        let ep = ep.clone();
+        let mut shutdown = shutdown_rx.clone();
+        let mut force = force_rx.clone();
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let ep = ep.clone();
+                let req = Request::from((req, local.clone(), remote.clone(), scheme.clone()));
+                async move {
+                    let resp = ep.get_response(req).await;
+                    Ok::<_, std::convert::Infallible>(hyper::Response::from(resp))
+                }
+            });
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .max_buf_size(limits.max_header_bytes);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(limits.http2_max_concurrent_streams)
+                .max_header_list_size(limits.max_header_bytes as u32)
+                .max_pending_accept_reset_streams(Some(20))
+                .keep_alive_interval(Some(limits.http2_keepalive_interval))
+                .keep_alive_timeout(limits.http2_keepalive_interval);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = shutdown.wait_for(|stopping| *stopping) => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                _ = conn => {}
+                _ = force.wait_for(|stopping| *stopping) => {}
+            }
+        });
+    }
+    // No new connections from here on; the open ones finish what they have started.
+    drop(acceptor);
+    let _ = shutdown_tx.send(true);
+    connections.close();
+    if tokio::time::timeout(limits.drain_timeout, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.len(),
+            "requests still running after the drain timeout; stopping anyway"
+        );
+        let _ = force_tx.send(true);
+        connections.wait().await;
+    }
+    Ok(())
+}
