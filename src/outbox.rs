@@ -114,7 +114,7 @@ impl Worker {
         match self.provider.send(&claimed.id, &msg).await {
             Ok(()) => {
                 self.service
-                    .record_delivery(&user, &owner, &claimed.id)
+                    .record_delivery(&user, &owner, &claimed.id, claimed.code_sequence, None)
                     .await?;
                 tracing::info!(provider = self.provider.name(), "SMS delivered");
                 self.metrics.sms_sent.inc();

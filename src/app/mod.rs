@@ -161,21 +161,26 @@ impl PhoneService {
         Ok(state.code_still_current(code_sequence, self.now()))
     }
 
-    /// Records that the provider accepted outbox message `message_id`: the message becomes
-    /// delivered and `code.sent` is appended, in one transaction. False when the message was
-    /// no longer pending (then nothing is written).
+    /// Records that the provider accepted outbox message `message_id` (for the code added at
+    /// `code_sequence`): the message becomes delivered and `code.sent` is appended, in one
+    /// transaction. False when the message was no longer pending (then nothing is written).
     #[tracing::instrument(skip_all, fields(user = %user, message_id))]
     pub async fn record_delivery(
         &self,
         user: &UserId,
         owner: &ResourceOwner,
         message_id: &str,
+        code_sequence: u64,
+        verification_sid: Option<String>,
     ) -> Result<bool, AppError> {
         let job = Job {
             user: user.clone(),
             owner: owner.clone(),
             now: self.now(),
-            command: Command::RecordDelivery,
+            command: Command::RecordDelivery {
+                code_sequence,
+                verification_sid,
+            },
             delivered_message: Some(message_id.to_owned()),
         };
         let done = self.inner.writer.execute(job).await?;
@@ -228,7 +233,7 @@ impl PhoneService {
 
     fn new_code(&self) -> NewCode {
         let plain = generate_code(&self.inner.policies.code, os_random);
-        NewCode {
+        NewCode::Local {
             hash: self.inner.hasher.hash(&plain),
             plain,
         }

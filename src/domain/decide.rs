@@ -1,5 +1,6 @@
 //! Pure decisions: (state, command, now) -> events, an answer and the SMS to send.
 //! No I/O, no clock, no RNG: the caller passes the time and the freshly drawn code.
+use super::twilio_verify::{CheckResult, decide_twilio_checked};
 use super::{CodeHash, CodePolicy, DomainError, Event, PhoneNumber, PhoneState};
 use crate::clock::Millis;
 
@@ -20,8 +21,18 @@ pub enum Command {
         code: NewCode,
     },
     Remove,
-    /// The provider accepted the SMS of the pending code.
-    RecordDelivery,
+    /// The provider accepted the SMS of the code added at `code_sequence`.
+    RecordDelivery {
+        code_sequence: u64,
+        /// Twilio Verify's id of the verification it started.
+        verification_sid: Option<String>,
+    },
+    /// Twilio Verify answered a check of the code added at `code_sequence`, sent to `phone`.
+    TwilioChecked {
+        phone: PhoneNumber,
+        code_sequence: u64,
+        result: CheckResult,
+    },
 }
 
 impl Command {
@@ -32,7 +43,8 @@ impl Command {
             Command::Verify { .. } => "verify",
             Command::Resend { .. } => "resend",
             Command::Remove => "remove",
-            Command::RecordDelivery => "record_delivery",
+            Command::RecordDelivery { .. } => "record_delivery",
+            Command::TwilioChecked { .. } => "twilio_checked",
         }
     }
 }
@@ -53,25 +65,53 @@ pub fn decide(state: &PhoneState, command: &Command, policies: &Policies, now: M
         Command::Verify { candidate } => decide_verify(state, candidate, &policies.code, now),
         Command::Resend { code } => decide_resend(state, code, &policies.code, &policies.send, now),
         Command::Remove => decide_remove(state),
-        Command::RecordDelivery => Decision {
-            events: vec![Event::CodeSent],
+        Command::RecordDelivery {
+            code_sequence,
+            verification_sid,
+        } => Decision {
+            // A sid belongs to its code only: a newer code keeps none until its own send.
+            events: vec![Event::CodeSent {
+                verification_sid: verification_sid
+                    .clone()
+                    .filter(|_| state.code.as_ref().map(|c| c.sequence) == Some(*code_sequence)),
+            }],
             outcome: Ok(()),
             sms: None,
         },
+        Command::TwilioChecked {
+            phone,
+            code_sequence,
+            result,
+        } => decide_twilio_checked(state, phone, *code_sequence, *result, &policies.code),
     }
 }
 
-/// A freshly drawn code: the plain text goes only into the encrypted SMS, the hash into events.
+/// The code of a Set or Resend.
 #[derive(Clone)]
-pub struct NewCode {
-    pub plain: String,
-    pub hash: CodeHash,
+pub enum NewCode {
+    /// Freshly drawn: the plain text goes only into the encrypted SMS, the hash into events.
+    Local { plain: String, hash: CodeHash },
+    /// Twilio Verify makes, sends and checks it; nothing of it is known here.
+    TwilioVerify,
 }
 
 // The plain code never reaches logs, not even through a stray `{:?}` of a command.
 impl std::fmt::Debug for NewCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("NewCode(***)")
+        match self {
+            NewCode::Local { .. } => f.write_str("NewCode(***)"),
+            NewCode::TwilioVerify => f.write_str("NewCode(Twilio Verify)"),
+        }
+    }
+}
+
+impl NewCode {
+    /// What the SMS carries: the code, or nothing when Twilio Verify writes the SMS.
+    fn plain(&self) -> String {
+        match self {
+            NewCode::Local { plain, .. } => plain.clone(),
+            NewCode::TwilioVerify => String::new(),
+        }
     }
 }
 
@@ -107,6 +147,7 @@ pub struct Decision {
 #[derive(Clone, PartialEq, Eq)]
 pub struct SmsToSend {
     pub to: PhoneNumber,
+    /// Empty when Twilio Verify makes the code.
     pub code: String,
 }
 
@@ -117,7 +158,7 @@ impl std::fmt::Debug for SmsToSend {
 }
 
 impl Decision {
-    fn reject(err: DomainError) -> Self {
+    pub(super) fn reject(err: DomainError) -> Self {
         Self {
             events: vec![],
             outcome: Err(err),
@@ -151,7 +192,10 @@ fn window_wait(state: &PhoneState, send: &SendPolicy, now: Millis) -> Option<u64
 
 fn code_added(code: &NewCode, policy: &CodePolicy, now: Millis) -> Event {
     Event::CodeAdded {
-        code_hash: code.hash.clone(),
+        code_hash: match code {
+            NewCode::Local { hash, .. } => Some(hash.clone()),
+            NewCode::TwilioVerify => None,
+        },
         expires_at: now + policy.lifetime_ms,
     }
 }
@@ -180,7 +224,7 @@ fn decide_set(
         outcome: Ok(()),
         sms: Some(SmsToSend {
             to: phone.clone(),
-            code: code.plain.clone(),
+            code: code.plain(),
         }),
     }
 }
@@ -214,7 +258,7 @@ fn decide_resend(
         outcome: Ok(()),
         sms: Some(SmsToSend {
             to: phone.clone(),
-            code: code.plain.clone(),
+            code: code.plain(),
         }),
     }
 }
@@ -240,8 +284,12 @@ fn decide_verify(
         // A dead code records nothing more: guessing on cannot grow the event log.
         return Decision::reject(DomainError::TooManyAttempts);
     }
+    let Some(hash) = &code.hash else {
+        // Twilio Verify's code, but Verify mode is off: nothing here can check it.
+        return Decision::reject(DomainError::CodeInvalid);
+    };
     // Compare first so an expired code costs the same time as a live one.
-    let matches = code.hash.matches(candidate);
+    let matches = hash.matches(candidate);
     if now >= code.expires_at || !matches {
         if code.failed_attempts >= RECORDED_FAILURES_PER_CODE {
             // Without a cap (as ZITADEL) guessing goes on, but the log records only so much
@@ -279,7 +327,7 @@ mod tests {
     }
 
     fn new_code(hasher: &CodeHasher, plain: &str) -> NewCode {
-        NewCode {
+        NewCode::Local {
             plain: plain.to_owned(),
             hash: hasher.hash(plain),
         }
@@ -632,7 +680,13 @@ mod tests {
             (
                 "a delivery is recorded",
                 vec![(set(P1), 0)],
-                (Command::RecordDelivery, 1),
+                (
+                    Command::RecordDelivery {
+                        code_sequence: 2,
+                        verification_sid: None,
+                    },
+                    1,
+                ),
                 Ok(()),
                 &["user.human.phone.code.sent"],
                 false,

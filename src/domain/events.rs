@@ -10,12 +10,16 @@ pub enum Event {
     PhoneChanged {
         phone: PhoneNumber,
     },
-    /// Only the keyed hash of the code is ever part of an event.
+    /// Only the keyed hash of the code is ever part of an event. No hash: Twilio Verify
+    /// makes the code (and sends and checks it); nothing of it is known here.
     CodeAdded {
-        code_hash: CodeHash,
+        code_hash: Option<CodeHash>,
         expires_at: Millis,
     },
-    CodeSent,
+    /// The provider accepted the SMS; Twilio Verify names its verification (`VE…`).
+    CodeSent {
+        verification_sid: Option<String>,
+    },
     Verified,
     VerificationFailed,
     Removed,
@@ -30,8 +34,28 @@ struct ChangedPayload {
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct CodeAddedPayload {
-    code_hash: CodeHash,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    code_hash: Option<CodeHash>,
+    /// Who makes the code when it is not made here, as ZITADEL records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    generator_id: Option<String>,
     expiry_ms: Millis,
+}
+
+/// The generator id of codes Twilio Verify makes.
+const TWILIO_VERIFY: &str = "twilio_verify";
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CodeSentPayload {
+    generator_info: GeneratorInfo,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GeneratorInfo {
+    id: String,
+    verification_id: String,
 }
 
 impl Event {
@@ -39,7 +63,7 @@ impl Event {
         match self {
             Event::PhoneChanged { .. } => "user.human.phone.changed",
             Event::CodeAdded { .. } => "user.human.phone.code.added",
-            Event::CodeSent => "user.human.phone.code.sent",
+            Event::CodeSent { .. } => "user.human.phone.code.sent",
             Event::Verified => "user.human.phone.verified",
             Event::VerificationFailed => "user.human.phone.verification.failed",
             Event::Removed => "user.human.phone.removed",
@@ -57,7 +81,17 @@ impl Event {
                 expires_at,
             } => serde_json::to_value(CodeAddedPayload {
                 code_hash: code_hash.clone(),
+                generator_id: code_hash.is_none().then(|| TWILIO_VERIFY.to_owned()),
                 expiry_ms: *expires_at,
+            })
+            .expect("plain struct"),
+            Event::CodeSent {
+                verification_sid: Some(sid),
+            } => serde_json::to_value(CodeSentPayload {
+                generator_info: GeneratorInfo {
+                    id: TWILIO_VERIFY.to_owned(),
+                    verification_id: sid.clone(),
+                },
             })
             .expect("plain struct"),
             _ => Value::Object(Default::default()),
@@ -73,16 +107,65 @@ impl Event {
             }
             "user.human.phone.code.added" => {
                 let p: CodeAddedPayload = serde_json::from_str(payload).ok()?;
+                // A code with neither a hash nor a known generator cannot be checked.
+                if p.code_hash.is_none() && p.generator_id.as_deref() != Some(TWILIO_VERIFY) {
+                    return None;
+                }
                 Event::CodeAdded {
                     code_hash: p.code_hash,
                     expires_at: p.expiry_ms,
                 }
             }
-            "user.human.phone.code.sent" => Event::CodeSent,
+            "user.human.phone.code.sent" => Event::CodeSent {
+                verification_sid: serde_json::from_str::<CodeSentPayload>(payload)
+                    .ok()
+                    .map(|p| p.generator_info.verification_id),
+            },
             "user.human.phone.verified" => Event::Verified,
             "user.human.phone.verification.failed" => Event::VerificationFailed,
             "user.human.phone.removed" => Event::Removed,
             _ => return None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn twilio_verify_events_round_trip_as_zitadel_names_them() {
+        let added = Event::CodeAdded {
+            code_hash: None,
+            expires_at: 5,
+        };
+        let payload = added.payload().to_string();
+        assert_eq!(payload, r#"{"expiryMs":5,"generatorId":"twilio_verify"}"#);
+        assert_eq!(
+            Event::from_stored(added.event_type(), &payload),
+            Some(added)
+        );
+        let sent = Event::CodeSent {
+            verification_sid: Some("VE0123".into()),
+        };
+        let payload = sent.payload().to_string();
+        assert_eq!(
+            payload,
+            r#"{"generatorInfo":{"id":"twilio_verify","verificationId":"VE0123"}}"#
+        );
+        assert_eq!(Event::from_stored(sent.event_type(), &payload), Some(sent));
+        let plain = Event::CodeSent {
+            verification_sid: None,
+        };
+        assert_eq!(plain.payload().to_string(), "{}");
+        assert_eq!(Event::from_stored(plain.event_type(), "{}"), Some(plain));
+    }
+
+    #[test]
+    fn a_code_with_neither_hash_nor_generator_is_unreadable() {
+        assert_eq!(
+            Event::from_stored("user.human.phone.code.added", r#"{"expiryMs":5}"#),
+            None
+        );
     }
 }

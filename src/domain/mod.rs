@@ -5,6 +5,7 @@ mod events;
 mod ids;
 mod phone;
 mod state;
+mod twilio_verify;
 
 pub use code::{
     CODE_LENGTH_MESSAGE, CodeHash, CodeHasher, CodePolicy, VerificationCode, generate_code,
@@ -19,6 +20,7 @@ pub use phone::{
 pub use state::{
     PendingCode, PhoneState, REMEMBERED_SENDS, STATE_FORMAT_VERSION, StateFormatError,
 };
+pub use twilio_verify::{CheckPlan, CheckResult, CheckTarget, TWILIO_CODE_CHARS, plan_check};
 
 /// A rule of the domain said no. Each maps to one row of the error catalog.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

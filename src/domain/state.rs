@@ -10,7 +10,10 @@ pub const REMEMBERED_SENDS: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingCode {
-    pub hash: CodeHash,
+    /// None: Twilio Verify made the code and is the one to check it.
+    pub hash: Option<CodeHash>,
+    /// Twilio Verify's id of the verification, once the send was recorded.
+    pub verification_sid: Option<String>,
     pub created_at: Millis,
     pub expires_at: Millis,
     pub failed_attempts: u32,
@@ -45,6 +48,7 @@ impl PhoneState {
             } => {
                 self.code = Some(PendingCode {
                     hash: code_hash.clone(),
+                    verification_sid: None,
                     created_at: at,
                     expires_at: *expires_at,
                     failed_attempts: 0,
@@ -55,7 +59,12 @@ impl PhoneState {
                     self.sends.remove(0);
                 }
             }
-            Event::CodeSent => {}
+            Event::CodeSent { verification_sid } => {
+                // Only written for the code still pending (the decision checks the sequence).
+                if let (Some(code), Some(sid)) = (self.code.as_mut(), verification_sid) {
+                    code.verification_sid = Some(sid.clone());
+                }
+            }
             Event::Verified => {
                 self.verified = true;
                 self.code = None;
@@ -84,9 +93,11 @@ impl PhoneState {
     }
 }
 
-/// The version `PhoneState::to_stored` writes. Rows without a version are version 0, the
-/// layout before versioning, which is version 1 without the `v` field.
-pub const STATE_FORMAT_VERSION: u32 = 1;
+/// The newest version `PhoneState::to_stored` writes. Rows without a version are version 0,
+/// the layout before versioning, which is version 1 without the `v` field. Version 2 adds
+/// Twilio Verify codes (no hash, a verification sid); it is written only for states holding
+/// one, so a build from before Verify mode still reads every other state.
+pub const STATE_FORMAT_VERSION: u32 = 2;
 
 /// The stored layout of a phone's state (the projection's `state` column). It is its own
 /// type so `PhoneState` can change without turning stored rows into read errors: a new
@@ -106,7 +117,9 @@ struct StoredStateV1 {
 
 #[derive(Serialize, Deserialize)]
 struct StoredCodeV1 {
-    hash: CodeHash,
+    hash: Option<CodeHash>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    verification_sid: Option<String>,
     created_at: Millis,
     expires_at: Millis,
     failed_attempts: u32,
@@ -125,12 +138,14 @@ pub enum StateFormatError {
 impl PhoneState {
     /// The stored form, in the current format version.
     pub fn to_stored(&self) -> String {
+        let twilio_code = self.code.as_ref().is_some_and(|c| c.hash.is_none());
         let stored = StoredStateV1 {
-            v: STATE_FORMAT_VERSION,
+            v: if twilio_code { STATE_FORMAT_VERSION } else { 1 },
             phone: self.phone.clone(),
             verified: self.verified,
             code: self.code.as_ref().map(|c| StoredCodeV1 {
                 hash: c.hash.clone(),
+                verification_sid: c.verification_sid.clone(),
                 created_at: c.created_at,
                 expires_at: c.expires_at,
                 failed_attempts: c.failed_attempts,
@@ -144,7 +159,7 @@ impl PhoneState {
         serde_json::to_string(&stored).expect("plain struct")
     }
 
-    /// Reads any format version this build knows (0 and 1).
+    /// Reads any format version this build knows (0 to 2).
     pub fn from_stored(text: &str) -> Result<PhoneState, StateFormatError> {
         let s: StoredStateV1 = serde_json::from_str(text).map_err(StateFormatError::Damaged)?;
         if s.v > STATE_FORMAT_VERSION {
@@ -155,6 +170,7 @@ impl PhoneState {
             verified: s.verified,
             code: s.code.map(|c| PendingCode {
                 hash: c.hash,
+                verification_sid: c.verification_sid,
                 created_at: c.created_at,
                 expires_at: c.expires_at,
                 failed_attempts: c.failed_attempts,
@@ -196,11 +212,46 @@ mod tests {
     }
 
     #[test]
+    fn a_twilio_verify_code_is_stored_as_version_2_and_round_trips() {
+        let s = PhoneState::default()
+            .apply(
+                &Event::PhoneChanged {
+                    phone: PhoneNumber::parse("+41710000000").unwrap(),
+                },
+                1,
+                10,
+            )
+            .apply(
+                &Event::CodeAdded {
+                    code_hash: None,
+                    expires_at: 99,
+                },
+                2,
+                10,
+            )
+            .apply(
+                &Event::CodeSent {
+                    verification_sid: Some("VE42".into()),
+                },
+                3,
+                11,
+            );
+        let code = s.code.as_ref().unwrap();
+        assert_eq!(
+            (code.hash.as_ref(), code.verification_sid.as_deref()),
+            (None, Some("VE42"))
+        );
+        let text = s.to_stored();
+        assert!(text.starts_with(r#"{"v":2,"#), "{text}");
+        assert_eq!(PhoneState::from_stored(&text).unwrap(), s);
+    }
+
+    #[test]
     fn a_newer_version_or_garbage_is_an_error_not_a_default() {
-        let newer = UNVERSIONED_ROW.replacen('{', r#"{"v":2,"#, 1);
+        let newer = UNVERSIONED_ROW.replacen('{', r#"{"v":3,"#, 1);
         assert!(matches!(
             PhoneState::from_stored(&newer),
-            Err(StateFormatError::TooNew(2))
+            Err(StateFormatError::TooNew(3))
         ));
         assert!(PhoneState::from_stored("not json").is_err());
         // A stored number that does not parse is damage, not a phone.

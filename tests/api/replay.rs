@@ -51,7 +51,7 @@ fn folding_the_event_log_gives_the_projection() {
                 continue;
             }
             let plain = format!("C{case}X{i}");
-            let code = NewCode { hash: hasher.hash(&plain), plain: plain.clone() };
+            let code = NewCode::Local { hash: hasher.hash(&plain), plain: plain.clone() };
             let candidate = if matches!(s, Step::Verify { right: true }) { last_code.clone() } else { "WRONG".into() };
             let now = app.now_ms();
             let command = match s {
