@@ -182,6 +182,8 @@ pub enum SmsProvider {
         signing_key: Option<SecretString>,
     },
     Twilio(TwilioSettings),
+    /// Twilio Verify mode: Twilio makes, sends and checks the codes.
+    TwilioVerify(TwilioVerifySettings),
 }
 
 #[derive(Debug, Clone)]
@@ -190,6 +192,15 @@ pub struct TwilioSettings {
     pub account_sid: String,
     pub auth_token: SecretString,
     pub sender: TwilioSender,
+}
+
+#[derive(Debug, Clone)]
+pub struct TwilioVerifySettings {
+    pub base_url: Url,
+    pub account_sid: String,
+    pub auth_token: SecretString,
+    /// The Verify Service (`VA…`) whose settings (code length, lifetime, templates) apply.
+    pub service_sid: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -336,6 +347,11 @@ impl fmt::Display for Settings {
                 }
             )?,
             SmsProvider::Twilio(t) => writeln!(f, "sms: Twilio provider at {}", t.base_url)?,
+            SmsProvider::TwilioVerify(v) => writeln!(
+                f,
+                "sms: Twilio Verify mode (service {}) at {}: Twilio makes, sends and checks the codes; code length, alphabet, sms.text and the sender are not used",
+                v.service_sid, v.base_url
+            )?,
         }
         let (c, s) = (&self.code.policy, &self.code.send);
         writeln!(
@@ -434,6 +450,8 @@ struct RawTwilio {
     auth_token: Option<String>,
     from: Option<String>,
     messaging_service_sid: Option<String>,
+    verify_service_sid: Option<String>,
+    verify_base_url: String,
 }
 
 impl Default for RawTwilio {
@@ -444,6 +462,8 @@ impl Default for RawTwilio {
             auth_token: None,
             from: None,
             messaging_service_sid: None,
+            verify_service_sid: None,
+            verify_base_url: "https://verify.twilio.com".into(),
         }
     }
 }
@@ -901,22 +921,42 @@ fn parse_sms(s: RawSms) -> Result<SmsSettings, ConfigError> {
             };
             let account_sid = required("sms.twilio.account_sid", t.account_sid)?;
             let auth_token = required("sms.twilio.auth_token", t.auth_token)?;
-            let sender = match (t.from, t.messaging_service_sid) {
-                (Some(from), None) => TwilioSender::From(from),
-                (None, Some(sid)) => TwilioSender::MessagingService(sid),
-                _ => {
+            if let Some(service_sid) = t.verify_service_sid.filter(|v| !v.is_empty()) {
+                // It goes into the URL path: only the shape Twilio gives out.
+                if !(service_sid.starts_with("VA")
+                    && service_sid.len() <= 200
+                    && service_sid.chars().all(|c| c.is_ascii_alphanumeric()))
+                {
                     return Err(bad(
-                        "sms.twilio.from",
-                        "set exactly one of sms.twilio.from and sms.twilio.messaging_service_sid",
+                        "sms.twilio.verify_service_sid",
+                        "must be a Verify Service SID (`VA` and letters or digits)",
                     ));
                 }
-            };
-            SmsProvider::Twilio(TwilioSettings {
-                base_url: http_url("sms.twilio.base_url", Some(&t.base_url), "")?,
-                account_sid,
-                auth_token: SecretString::from(auth_token),
-                sender,
-            })
+                // The sender is not needed: Twilio Verify sends from its own numbers.
+                SmsProvider::TwilioVerify(TwilioVerifySettings {
+                    base_url: http_url("sms.twilio.verify_base_url", Some(&t.verify_base_url), "")?,
+                    account_sid,
+                    auth_token: SecretString::from(auth_token),
+                    service_sid,
+                })
+            } else {
+                let sender = match (t.from, t.messaging_service_sid) {
+                    (Some(from), None) => TwilioSender::From(from),
+                    (None, Some(sid)) => TwilioSender::MessagingService(sid),
+                    _ => {
+                        return Err(bad(
+                            "sms.twilio.from",
+                            "set exactly one of sms.twilio.from and sms.twilio.messaging_service_sid",
+                        ));
+                    }
+                };
+                SmsProvider::Twilio(TwilioSettings {
+                    base_url: http_url("sms.twilio.base_url", Some(&t.base_url), "")?,
+                    account_sid,
+                    auth_token: SecretString::from(auth_token),
+                    sender,
+                })
+            }
         }
         other => {
             return Err(bad(
@@ -1044,10 +1084,18 @@ mod tests {
                 "sms.twilio.messaging_service_sid",
             ),
             ("PHONEPROOF_CODE_SECRET", "code.secret"),
+            (
+                "PHONEPROOF_SMS_TWILIO_VERIFY_SERVICE_SID",
+                "sms.twilio.verify_service_sid",
+            ),
+            (
+                "PHONEPROOF_SMS_TWILIO_VERIFY_BASE_URL",
+                "sms.twilio.verify_base_url",
+            ),
         ] {
             assert_eq!(names.get(env).map(String::as_str), Some(key), "{env}");
         }
-        assert_eq!(names.len(), 54, "{names:?}");
+        assert_eq!(names.len(), 56, "{names:?}");
     }
 
     #[test]
@@ -1121,6 +1169,46 @@ mod tests {
         );
         assert!(origins("https://a.example/path").is_err());
         assert!(origins(" , ").is_err());
+    }
+
+    #[test]
+    fn a_verify_service_sid_turns_verify_mode_on_without_a_sender() {
+        let twilio = [
+            ("PHONEPROOF_SMS_PROVIDER", "twilio"),
+            ("PHONEPROOF_SMS_TWILIO_ACCOUNT_SID", "AC1"),
+            ("PHONEPROOF_SMS_TWILIO_AUTH_TOKEN", "tw-verify-token"),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let vars: Vec<(&str, &str)> = twilio.iter().chain(extra).copied().collect();
+            Settings::load(None, &env(&vars))
+        };
+        let s = with(&[("PHONEPROOF_SMS_TWILIO_VERIFY_SERVICE_SID", "VA0123abcd")]).unwrap();
+        let SmsProvider::TwilioVerify(v) = &s.sms.provider else {
+            panic!("not Verify mode: {:?}", s.sms.provider);
+        };
+        assert_eq!(v.service_sid, "VA0123abcd");
+        assert_eq!(v.base_url.as_str(), "https://verify.twilio.com/");
+        let summary = s.to_string();
+        assert!(
+            summary.contains("Twilio Verify mode (service VA0123abcd)"),
+            "{summary}"
+        );
+        assert!(!summary.contains("tw-verify-token"), "{summary}");
+        // Without it, the Messages API needs a sender as before.
+        let err = with(&[]).unwrap_err().to_string();
+        assert!(err.contains("`sms.twilio.from`"), "{err}");
+        for bad_sid in ["MG123", "VA12/../x", "VA1?x=1"] {
+            let vars: Vec<(&str, &str)> = twilio
+                .iter()
+                .copied()
+                .chain([("PHONEPROOF_SMS_TWILIO_VERIFY_SERVICE_SID", bad_sid)])
+                .collect();
+            let err = Settings::load(None, &env(&vars)).unwrap_err().to_string();
+            assert!(
+                err.contains("`sms.twilio.verify_service_sid`"),
+                "{bad_sid}: {err}"
+            );
+        }
     }
 
     #[test]

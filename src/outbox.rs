@@ -98,6 +98,20 @@ impl Worker {
                 .park(&claimed, "payload cannot be decrypted".into(), now)
                 .await;
         };
+        if msg.code.is_empty() != self.provider.makes_codes() {
+            // Queued before Verify mode was switched on or off: the provider in use can
+            // neither send a code made here through Verify nor make one for a plain SMS.
+            return self
+                .park(
+                    &claimed,
+                    format!(
+                        "queued for another SMS mode; the {} provider cannot send it",
+                        self.provider.name()
+                    ),
+                    now,
+                )
+                .await;
+        }
         if !self
             .service
             .delivery_wanted(&user, claimed.code_sequence)
@@ -112,11 +126,23 @@ impl Worker {
             return Ok(Delivery::Dropped);
         }
         match self.provider.send(&claimed.id, &msg).await {
-            Ok(()) => {
+            Ok(accepted) => {
+                let sid = accepted.verification_sid;
                 self.service
-                    .record_delivery(&user, &owner, &claimed.id, claimed.code_sequence, None)
+                    .record_delivery(
+                        &user,
+                        &owner,
+                        &claimed.id,
+                        claimed.code_sequence,
+                        sid.clone(),
+                    )
                     .await?;
-                tracing::info!(provider = self.provider.name(), "SMS delivered");
+                // The verification sid is Twilio's handle for support cases, not a secret.
+                tracing::info!(
+                    provider = self.provider.name(),
+                    verification_sid = sid.as_deref(),
+                    "SMS delivered"
+                );
                 self.metrics.sms_sent.inc();
                 Ok(Delivery::Delivered)
             }

@@ -23,11 +23,18 @@ impl SmsSealer {
     }
 
     pub fn seal(&self, sms: &SmsToSend) -> Vec<u8> {
+        // Without a code (Twilio Verify writes the SMS) there is no text of ours either.
+        let text = if sms.code.is_empty() {
+            String::new()
+        } else {
+            self.template.replace("{code}", &sms.code)
+        };
         let msg = SmsMessage {
             to: sms.to.as_ref().to_owned(),
-            text: self.template.replace("{code}", &sms.code),
+            text,
             code: sms.code.clone(),
             event_type: CODE_ADDED.to_owned(),
+            language: None,
         };
         self.cipher
             .seal(&serde_json::to_vec(&msg).expect("plain struct"))

@@ -1,4 +1,7 @@
-//! SMS providers behind one interface: `log` (local use), ZITADEL's HTTP webhook, Twilio.
+//! SMS providers behind one interface: `log` (local use), ZITADEL's HTTP webhook, Twilio,
+//! and Twilio Verify (which makes the code itself).
+pub mod verify;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,8 +21,12 @@ use crate::domain::mask_phone;
 pub struct SmsMessage {
     pub to: String,
     pub text: String,
+    /// Empty when Twilio Verify makes the code (and writes the SMS).
     pub code: String,
     pub event_type: String,
+    /// The language recorded with the code (a BCP 47 tag), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
 }
 
 impl std::fmt::Debug for SmsMessage {
@@ -40,20 +47,23 @@ pub enum SendError {
     },
 }
 
+/// What a provider reported on accepting a message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Accepted {
+    /// Twilio Verify's id of the verification it started (`VE…`).
+    pub verification_sid: Option<String>,
+}
+
 pub enum Provider {
     Log(LogProvider),
     Http(HttpProvider),
     Twilio(TwilioProvider),
+    TwilioVerify(verify::TwilioVerify),
 }
 
 impl Provider {
     pub fn from_settings(s: &SmsSettings) -> Provider {
-        let client = reqwest::Client::builder()
-            .timeout(s.timeout)
-            .connect_timeout(s.timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .expect("a TLS backend is compiled in");
+        let client = http_client(s.timeout);
         match &s.provider {
             SmsProvider::Log { file } => Provider::Log(LogProvider { file: file.clone() }),
             SmsProvider::Http { url, signing_key } => Provider::Http(HttpProvider {
@@ -68,7 +78,15 @@ impl Provider {
                 auth_token: t.auth_token.clone(),
                 sender: t.sender.clone(),
             }),
+            SmsProvider::TwilioVerify(v) => {
+                Provider::TwilioVerify(verify::TwilioVerify::new(v, client))
+            }
         }
+    }
+
+    /// Whether this provider makes the codes itself (then messages carry none).
+    pub fn makes_codes(&self) -> bool {
+        matches!(self, Provider::TwilioVerify(_))
     }
 
     pub fn name(&self) -> &'static str {
@@ -76,17 +94,31 @@ impl Provider {
             Provider::Log(_) => "log",
             Provider::Http(_) => "http",
             Provider::Twilio(_) => "twilio",
+            Provider::TwilioVerify(_) => "twilio_verify",
         }
     }
 
     /// Sends one message; `message_id` is stable across retries (the idempotency key).
-    pub async fn send(&self, message_id: &str, msg: &SmsMessage) -> Result<(), SendError> {
-        match self {
-            Provider::Log(p) => p.send(message_id, msg),
-            Provider::Http(p) => p.send(message_id, msg).await,
-            Provider::Twilio(p) => p.send(msg).await,
-        }
+    pub async fn send(&self, message_id: &str, msg: &SmsMessage) -> Result<Accepted, SendError> {
+        let verification_sid = match self {
+            Provider::Log(p) => p.send(message_id, msg).map(|()| None)?,
+            Provider::Http(p) => p.send(message_id, msg).await.map(|()| None)?,
+            Provider::Twilio(p) => p.send(msg).await.map(|()| None)?,
+            Provider::TwilioVerify(p) => p.start(msg).await?,
+        };
+        Ok(Accepted { verification_sid })
     }
+}
+
+/// The client every provider (and Verify mode's checks) uses: the timeout bounds connecting
+/// and the whole exchange.
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()
+        .expect("a TLS backend is compiled in")
 }
 
 /// Writes messages to the service log and, when configured, one JSON line each to a file.

@@ -23,6 +23,7 @@ use crate::sealed_sms::SmsSealer;
 use crate::secrets::{ConfiguredKeys, Secrets, SecretsError};
 use crate::server::ConnectionLimits;
 use crate::sms::Provider;
+use crate::sms::verify::TwilioVerify;
 use crate::state::AppState;
 use crate::store::Store;
 
@@ -104,6 +105,16 @@ fn configured_keys(settings: &Settings) -> ConfiguredKeys {
     }
 }
 
+/// Verify mode's client for checking codes, when Verify mode is on.
+fn twilio_verify(sms: &crate::config::SmsSettings) -> Option<TwilioVerify> {
+    match &sms.provider {
+        crate::config::SmsProvider::TwilioVerify(v) => {
+            Some(TwilioVerify::new(v, crate::sms::http_client(sms.timeout)))
+        }
+        _ => None,
+    }
+}
+
 /// Everything `serve`, `worker` and the CLI tools share: the database is connected and
 /// migrated once, the secrets resolved from it, and the application service started.
 pub struct Core {
@@ -146,6 +157,7 @@ impl Core {
             policies,
             CodeHasher::new(secrets.code_key),
             sealer.clone(),
+            twilio_verify(&settings.sms),
         );
         Ok(Core {
             settings,

@@ -15,6 +15,7 @@ use crate::domain::{
     UserId, VerificationCode, generate_code, os_random,
 };
 use crate::sealed_sms::SmsSealer;
+use crate::sms::verify::TwilioVerify;
 use crate::store::{Store, StoreError};
 
 pub use writer::Executed;
@@ -56,6 +57,8 @@ struct Inner {
     hasher: CodeHasher,
     outbox_wakeup: Arc<Notify>,
     writer: Writer,
+    /// Verify mode: Twilio Verify makes and checks the codes.
+    twilio_verify: Option<TwilioVerify>,
 }
 
 /// Cheap to clone; every clone is the same service.
@@ -72,6 +75,7 @@ impl PhoneService {
         policies: Policies,
         hasher: CodeHasher,
         sealer: SmsSealer,
+        twilio_verify: Option<TwilioVerify>,
     ) -> PhoneService {
         let outbox_wakeup = Arc::new(Notify::new());
         let writer = Writer::start(
@@ -88,6 +92,7 @@ impl PhoneService {
                 hasher,
                 outbox_wakeup,
                 writer,
+                twilio_verify,
             }),
         }
     }
@@ -232,6 +237,9 @@ impl PhoneService {
     }
 
     fn new_code(&self) -> NewCode {
+        if self.inner.twilio_verify.is_some() {
+            return NewCode::TwilioVerify;
+        }
         let plain = generate_code(&self.inner.policies.code, os_random);
         NewCode::Local {
             hash: self.inner.hasher.hash(&plain),

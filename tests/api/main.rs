@@ -19,3 +19,4 @@ mod replay;
 mod replicas;
 mod surfaces;
 mod throttling;
+mod twilio_verify;
