@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::app::AppError;
 use crate::domain::DomainError;
+use crate::sms::verify::CheckError;
 use crate::store::StoreError;
 
 pub const ERROR_DETAIL_TYPE: &str = "type.googleapis.com/zitadel.v1.ErrorDetail";
@@ -246,6 +247,13 @@ impl From<AppError> for ApiError {
             }
             AppError::BatchFailed { transient: true } => ApiError::Unavailable,
             AppError::BatchFailed { transient: false } | AppError::Panicked => ApiError::Internal,
+            AppError::TwilioVerify(e) => {
+                tracing::error!(error = %e, "Twilio Verify gave no answer about the code");
+                match e {
+                    CheckError::Unavailable(_) => ApiError::Unavailable,
+                    CheckError::Refused(_) => ApiError::Internal,
+                }
+            }
         }
     }
 }

@@ -187,7 +187,9 @@ fn status_description(status: u16) -> &'static str {
             "Too many attempts or codes (RESOURCE_EXHAUSTED, code 8); `Retry-After` says when waiting helps."
         }
         500 => "Internal error (INTERNAL, code 13); no internals are disclosed.",
-        503 => "Storage is unavailable (UNAVAILABLE, code 14); retry after `Retry-After` seconds.",
+        503 => {
+            "Storage, or in Twilio Verify mode Twilio, is unavailable (UNAVAILABLE, code 14); retry after `Retry-After` seconds."
+        }
         _ => "Error.",
     }
 }

@@ -11,11 +11,11 @@ use tokio::sync::Notify;
 
 use crate::clock::{Millis, SharedClock};
 use crate::domain::{
-    CodeHasher, Command, DomainError, NewCode, PhoneNumber, PhoneState, Policies, ResourceOwner,
-    UserId, VerificationCode, generate_code, os_random,
+    CheckPlan, CodeHasher, Command, DomainError, NewCode, PhoneNumber, PhoneState, Policies,
+    ResourceOwner, UserId, VerificationCode, generate_code, os_random, plan_check,
 };
 use crate::sealed_sms::SmsSealer;
-use crate::sms::verify::TwilioVerify;
+use crate::sms::verify::{CheckError, TwilioVerify};
 use crate::store::{Store, StoreError};
 
 pub use writer::Executed;
@@ -38,6 +38,9 @@ pub enum AppError {
     /// The command raised a panic; it was contained to this command.
     #[error("the command failed unexpectedly")]
     Panicked,
+    /// Twilio Verify gave no answer about the code (Verify mode); nothing was recorded.
+    #[error(transparent)]
+    TwilioVerify(#[from] CheckError),
 }
 
 /// What a successful change wrote: the sequence and time of its last event.
@@ -139,6 +142,40 @@ impl PhoneService {
         owner: &ResourceOwner,
         code: &VerificationCode,
     ) -> Result<Change, AppError> {
+        if let Some(twilio) = &self.inner.twilio_verify {
+            let state = self.get(user).await?;
+            match plan_check(&state, code.expose(), &self.inner.policies.code) {
+                CheckPlan::Local => {}
+                CheckPlan::Refuse(e) => return Err(e.into()),
+                CheckPlan::Record {
+                    phone,
+                    code_sequence,
+                    result,
+                } => {
+                    let command = Command::TwilioChecked {
+                        phone,
+                        code_sequence,
+                        result,
+                    };
+                    return self.change(user, owner, command).await;
+                }
+                CheckPlan::Ask {
+                    phone,
+                    code_sequence,
+                    target,
+                } => {
+                    // Asked outside any transaction; the answer is then decided against the
+                    // state as it is by then (a concurrent Verify or Set may have won).
+                    let result = twilio.check(&target, code.expose()).await?;
+                    let command = Command::TwilioChecked {
+                        phone,
+                        code_sequence,
+                        result,
+                    };
+                    return self.change(user, owner, command).await;
+                }
+            }
+        }
         let candidate = self.inner.hasher.hash(code.expose());
         self.change(user, owner, Command::Verify { candidate })
             .await

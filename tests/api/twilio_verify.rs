@@ -12,6 +12,7 @@ use crate::helpers::*;
 
 const SERVICE: &str = "VAservice0001";
 const START: &str = "/v2/Services/VAservice0001/Verifications";
+const CHECK: &str = "/v2/Services/VAservice0001/VerificationCheck";
 const TOKEN: &str = "twilio-verify-secret";
 const PHONE: &str = "+41710000000";
 
@@ -39,9 +40,21 @@ fn started(sid: &str) -> ResponseTemplate {
     ResponseTemplate::new(201).set_body_json(json!({"sid": sid, "status": "pending", "to": PHONE}))
 }
 
+fn checked(status: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({"sid": "VE1", "status": status}))
+}
+
 fn twilio_error(http: u16, code: i64) -> ResponseTemplate {
     ResponseTemplate::new(http)
         .set_body_json(json!({"code": code, "message": "from Twilio", "status": http}))
+}
+
+async fn mount_start(twilio: &MockServer, sid: &str) {
+    Mock::given(method("POST"))
+        .and(path(START))
+        .respond_with(started(sid))
+        .mount(twilio)
+        .await;
 }
 
 fn form(body: &[u8]) -> Vec<(String, String)> {
@@ -159,7 +172,413 @@ async fn twilio_verify_start_sends_the_recorded_language_as_locale() {
     twilio.verify().await;
 }
 
+#[tokio::test]
+async fn twilio_verify_flow_set_send_verify_approved_then_get_shows_verified() {
+    let twilio = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(START))
+        .respond_with(started("VE1"))
+        .expect(1)
+        .mount(&twilio)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(CHECK))
+        .and(basic_auth("AC123", TOKEN))
+        .respond_with(checked("approved"))
+        .expect(1)
+        .mount(&twilio)
+        .await;
+    let app = spawn_verify_mode(&twilio).await;
+    let t = app.token("vflow");
+    app.set_phone(&t, PHONE).await;
+    assert_eq!(deliver(&app).await, [Delivery::Delivered]);
+
+    let ok = app.verify(&t, "123456").await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let check = &requests_to(&twilio, CHECK).await[0];
+    assert_eq!(
+        form(&check.body),
+        [
+            ("Code".into(), "123456".into()),
+            ("VerificationSid".into(), "VE1".into())
+        ]
+    );
+    let got = app.get_phone(&t).await;
+    assert_eq!(
+        got.body["phone"],
+        json!({"phone": PHONE, "isPhoneVerified": true})
+    );
+    assert_eq!(ok.sequence(), got.sequence());
+    assert_eq!(
+        types(&app, "vflow").await,
+        [
+            "user.human.phone.changed",
+            "user.human.phone.code.added",
+            "user.human.phone.code.sent",
+            "user.human.phone.verified"
+        ]
+    );
+    // Verified already: as local mode (COMMAND-Rsj8c), and Twilio is not asked again.
+    let again = app.verify(&t, "123456").await;
+    assert_error(&again, 404, 5, "COMMAND-Rsj8c", "Code not found");
+    app.stop().await;
+    twilio.verify().await;
+}
+
+#[tokio::test]
+async fn twilio_verify_wrong_code_is_sm0cs_and_a_failed_event() {
+    let twilio = MockServer::start().await;
+    mount_start(&twilio, "VE1").await;
+    Mock::given(method("POST"))
+        .and(path(CHECK))
+        .respond_with(checked("pending"))
+        .expect(1)
+        .mount(&twilio)
+        .await;
+    let app = spawn_verify_mode(&twilio).await;
+    let t = app.token("vwrong");
+    app.set_phone(&t, PHONE).await;
+    deliver(&app).await;
+    let wrong = app.verify(&t, "000000").await;
+    assert_error(&wrong, 400, 3, "COMMAND-sM0cs", "Code is invalid");
+    let all = types(&app, "vwrong").await;
+    assert_eq!(
+        count(&all, "user.human.phone.verification.failed"),
+        1,
+        "{all:?}"
+    );
+    assert_eq!(
+        app.get_phone(&t).await.body["phone"],
+        json!({"phone": PHONE})
+    );
+    app.stop().await;
+    twilio.verify().await;
+}
+
 /// Each answer Twilio can give a check, and what the user sees for it.
+#[tokio::test]
+async fn twilio_verify_each_check_answer_maps_to_its_user_answer() {
+    struct Row {
+        name: &'static str,
+        twilio: ResponseTemplate,
+        http: u16,
+        id: &'static str,
+        failed_event: bool,
+    }
+    let rows = [
+        Row {
+            name: "pending (wrong code)",
+            twilio: checked("pending"),
+            http: 400,
+            id: "COMMAND-sM0cs",
+            failed_event: true,
+        },
+        Row {
+            name: "expired",
+            twilio: checked("expired"),
+            http: 400,
+            id: "COMMAND-sM0cs",
+            failed_event: true,
+        },
+        Row {
+            name: "canceled",
+            twilio: checked("canceled"),
+            http: 400,
+            id: "COMMAND-sM0cs",
+            failed_event: true,
+        },
+        Row {
+            name: "404 / 20404",
+            twilio: twilio_error(404, 20404),
+            http: 400,
+            id: "COMMAND-sM0cs",
+            failed_event: true,
+        },
+        Row {
+            name: "400 / 60200",
+            twilio: twilio_error(400, 60200),
+            http: 400,
+            id: "COMMAND-sM0cs",
+            failed_event: true,
+        },
+        Row {
+            name: "429 / 60202",
+            twilio: twilio_error(429, 60202),
+            http: 429,
+            id: "PHONEPROOF-atmp5",
+            failed_event: false,
+        },
+        Row {
+            name: "max_attempts_reached",
+            twilio: checked("max_attempts_reached"),
+            http: 429,
+            id: "PHONEPROOF-atmp5",
+            failed_event: false,
+        },
+        Row {
+            name: "429 / 20429",
+            twilio: twilio_error(429, 20429),
+            http: 503,
+            id: "PHONEPROOF-unav1",
+            failed_event: false,
+        },
+        Row {
+            name: "500",
+            twilio: ResponseTemplate::new(500),
+            http: 503,
+            id: "PHONEPROOF-unav1",
+            failed_event: false,
+        },
+        Row {
+            name: "503",
+            twilio: ResponseTemplate::new(503),
+            http: 503,
+            id: "PHONEPROOF-unav1",
+            failed_event: false,
+        },
+        Row {
+            name: "timeout",
+            twilio: checked("approved").set_delay(Duration::from_millis(1_500)),
+            http: 503,
+            id: "PHONEPROOF-unav1",
+            failed_event: false,
+        },
+        Row {
+            name: "401 / 20003 (our credentials)",
+            twilio: twilio_error(401, 20003),
+            http: 500,
+            id: "PHONEPROOF-intl1",
+            failed_event: false,
+        },
+    ];
+    for (i, row) in rows.into_iter().enumerate() {
+        let twilio = MockServer::start().await;
+        mount_start(&twilio, "VE1").await;
+        Mock::given(method("POST"))
+            .and(path(CHECK))
+            .respond_with(row.twilio)
+            .expect(1)
+            .mount(&twilio)
+            .await;
+        let app = spawn_verify_mode(&twilio).await;
+        let user = format!("vrow{i}");
+        let t = app.token(&user);
+        app.set_phone(&t, PHONE).await;
+        deliver(&app).await;
+        let a = app.verify(&t, "123456").await;
+        assert_eq!(a.status.as_u16(), row.http, "{}: {}", row.name, a.body);
+        assert_eq!(a.detail_id(), Some(row.id), "{}: {}", row.name, a.body);
+        if row.http == 503 {
+            assert!(a.headers.contains_key("retry-after"), "{}", row.name);
+        }
+        let all = types(&app, &user).await;
+        assert_eq!(
+            count(&all, "user.human.phone.verification.failed"),
+            usize::from(row.failed_event),
+            "{}: {all:?}",
+            row.name
+        );
+        assert!(
+            !all.contains(&"user.human.phone.verified".to_owned()),
+            "{}",
+            row.name
+        );
+        let body = a.body.to_string();
+        assert!(
+            !body.contains("Twilio") && !body.contains("123456"),
+            "{}: {body}",
+            row.name
+        );
+        app.stop().await;
+        twilio.verify().await;
+    }
+}
+
+#[tokio::test]
+async fn twilio_verify_down_answers_503_and_counts_no_attempt() {
+    let twilio = MockServer::start().await;
+    mount_start(&twilio, "VE1").await;
+    Mock::given(method("POST"))
+        .and(path(CHECK))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(6)
+        .expect(6)
+        .mount(&twilio)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(CHECK))
+        .respond_with(checked("approved"))
+        .expect(1)
+        .mount(&twilio)
+        .await;
+    let app = spawn_verify_mode(&twilio).await;
+    let t = app.token("vdown");
+    app.set_phone(&t, PHONE).await;
+    deliver(&app).await;
+    // More outage answers than the attempt cap (5): none of them may use it up.
+    for _ in 0..6 {
+        let a = app.verify(&t, "123456").await;
+        assert_error(
+            &a,
+            503,
+            14,
+            "PHONEPROOF-unav1",
+            "Service temporarily unavailable; retry later",
+        );
+        assert_eq!(a.headers["retry-after"], "1");
+    }
+    let state = app
+        .state
+        .service
+        .get(&phoneproof::domain::UserId::parse("vdown").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(state.code.as_ref().unwrap().failed_attempts, 0);
+    assert_eq!(
+        count(
+            &types(&app, "vdown").await,
+            "user.human.phone.verification.failed"
+        ),
+        0
+    );
+    // Once Twilio is back, the same code works.
+    assert_eq!(app.verify(&t, "123456").await.status, 200);
+    app.stop().await;
+    twilio.verify().await;
+}
+
+#[tokio::test]
+async fn twilio_verify_unreachable_answers_503() {
+    // Nothing listens there: the connection is refused.
+    let closed = format!("http://127.0.0.1:{}", crate::binary::free_port());
+    let app = spawn_app_with(|s| verify_mode(s, &closed)).await;
+    let t = app.token("vgone");
+    app.set_phone(&t, PHONE).await;
+    let a = app.verify(&t, "123456").await;
+    assert_eq!(a.status, 503, "{}", a.body);
+    assert_eq!(a.detail_id(), Some("PHONEPROOF-unav1"));
+    assert_eq!(
+        count(
+            &types(&app, "vgone").await,
+            "user.human.phone.verification.failed"
+        ),
+        0
+    );
+    // The send fails the same way and is retried, not parked.
+    assert_eq!(deliver(&app).await, [Delivery::Retrying]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn twilio_verify_60202_is_the_attempt_cap_answer() {
+    let twilio = MockServer::start().await;
+    mount_start(&twilio, "VE1").await;
+    Mock::given(method("POST"))
+        .and(path(CHECK))
+        .respond_with(twilio_error(429, 60202))
+        .expect(1)
+        .mount(&twilio)
+        .await;
+    let app = spawn_verify_mode(&twilio).await;
+    let t = app.token("v60202");
+    app.set_phone(&t, PHONE).await;
+    deliver(&app).await;
+    let a = app.verify(&t, "123456").await;
+    assert_error(
+        &a,
+        429,
+        8,
+        "PHONEPROOF-atmp5",
+        "Too many wrong codes; request a new code",
+    );
+    app.stop().await;
+    twilio.verify().await;
+}
+
+#[tokio::test]
+async fn twilio_verify_our_attempt_cap_holds_without_asking_twilio() {
+    let twilio = MockServer::start().await;
+    mount_start(&twilio, "VE1").await;
+    Mock::given(method("POST"))
+        .and(path(CHECK))
+        .respond_with(checked("pending"))
+        .expect(5)
+        .mount(&twilio)
+        .await;
+    let app = spawn_verify_mode(&twilio).await;
+    let t = app.token("vcap");
+    app.set_phone(&t, PHONE).await;
+    deliver(&app).await;
+    for _ in 0..5 {
+        assert_eq!(
+            app.verify(&t, "000000").await.detail_id(),
+            Some("COMMAND-sM0cs")
+        );
+    }
+    let capped = app.verify(&t, "123456").await;
+    assert_eq!(capped.status, 429);
+    assert_eq!(capped.detail_id(), Some("PHONEPROOF-atmp5"));
+    app.stop().await;
+    twilio.verify().await;
+}
+
+#[tokio::test]
+async fn twilio_verify_codes_outside_4_to_10_characters_are_refused_without_asking_twilio() {
+    let twilio = MockServer::start().await;
+    mount_start(&twilio, "VE1").await;
+    Mock::given(method("POST"))
+        .and(path(CHECK))
+        .respond_with(checked("approved"))
+        .expect(0)
+        .mount(&twilio)
+        .await;
+    let app = spawn_verify_mode(&twilio).await;
+    let t = app.token("vshape");
+    app.set_phone(&t, PHONE).await;
+    deliver(&app).await;
+    for code in ["1", "123", "12345678901", &"9".repeat(200)] {
+        let a = app.verify(&t, code).await;
+        assert_error(&a, 400, 3, "COMMAND-sM0cs", "Code is invalid");
+    }
+    // A wrong code like any other: recorded, and counted against the cap.
+    assert_eq!(
+        count(
+            &types(&app, "vshape").await,
+            "user.human.phone.verification.failed"
+        ),
+        4
+    );
+    app.stop().await;
+    twilio.verify().await;
+}
+
+#[tokio::test]
+async fn twilio_verify_before_the_send_is_recorded_checks_by_number() {
+    let twilio = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(CHECK))
+        .and(body_string_contains("To=%2B41710000000"))
+        .respond_with(checked("approved"))
+        .expect(1)
+        .mount(&twilio)
+        .await;
+    let app = spawn_verify_mode(&twilio).await;
+    let t = app.token("vqueued");
+    app.set_phone(&t, PHONE).await;
+    // The worker has not run: no verification sid is known yet.
+    let a = app.verify(&t, "123456").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let check = form(&requests_to(&twilio, CHECK).await[0].body);
+    assert!(
+        !check.iter().any(|(k, _)| k == "VerificationSid"),
+        "{check:?}"
+    );
+    // The queued message is dropped: the phone is verified already.
+    assert_eq!(deliver(&app).await, [Delivery::Dropped]);
+    app.stop().await;
+    twilio.verify().await;
+}
+
 #[tokio::test]
 async fn twilio_verify_send_500_then_201_is_retried_and_recorded_once() {
     let twilio = MockServer::start().await;
@@ -276,6 +695,93 @@ async fn twilio_verify_a_replaced_codes_message_is_dropped() {
 }
 
 #[tokio::test]
+async fn twilio_verify_two_concurrent_right_codes_verify_once() {
+    let twilio = MockServer::start().await;
+    mount_start(&twilio, "VE1").await;
+    // Twilio approves once; the verification is gone for the second check.
+    Mock::given(method("POST"))
+        .and(path(CHECK))
+        .respond_with(checked("approved"))
+        .up_to_n_times(1)
+        .mount(&twilio)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(CHECK))
+        .respond_with(twilio_error(404, 20404))
+        .mount(&twilio)
+        .await;
+    let app = spawn_verify_mode(&twilio).await;
+    let t = app.token("vrace");
+    app.set_phone(&t, PHONE).await;
+    deliver(&app).await;
+    let (a, b) = tokio::join!(app.verify(&t, "123456"), app.verify(&t, "123456"));
+    let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+    statuses.sort();
+    assert_eq!(statuses[0], 200, "{} / {}", a.body, b.body);
+    let loser = if a.status == 200 { &b } else { &a };
+    // Whichever answer is written second: the code was used (Rsj8c) or refused (sM0cs).
+    assert!(
+        matches!(loser.detail_id(), Some("COMMAND-Rsj8c" | "COMMAND-sM0cs")),
+        "{}",
+        loser.body
+    );
+    assert_eq!(
+        app.get_phone(&t).await.body["phone"]["isPhoneVerified"],
+        true
+    );
+    assert_eq!(
+        count(&types(&app, "vrace").await, "user.human.phone.verified"),
+        1
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn twilio_verify_a_set_while_twilio_checks_keeps_the_new_number_unverified() {
+    let twilio = MockServer::start().await;
+    mount_start(&twilio, "VE1").await;
+    Mock::given(method("POST"))
+        .and(path(CHECK))
+        .respond_with(checked("approved").set_delay(Duration::from_millis(700)))
+        .expect(1)
+        .mount(&twilio)
+        .await;
+    let app = spawn_verify_mode(&twilio).await;
+    let t = app.token("vswap");
+    app.set_phone(&t, PHONE).await;
+    deliver(&app).await;
+    let set_while_checking = async {
+        // Once Twilio has the check in hand, the number is replaced.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while requests_to(&twilio, CHECK).await.is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the check never started"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        app.set_phone(&t, "+41710000002").await
+    };
+    let (verified, set) = tokio::join!(app.verify(&t, "123456"), set_while_checking);
+    assert_eq!(set.status, 200, "{}", set.body);
+    // The approval was for the old number: it verifies nothing now.
+    assert_error(&verified, 400, 3, "COMMAND-sM0cs", "Code is invalid");
+    assert_eq!(
+        app.get_phone(&t).await.body["phone"],
+        json!({"phone": "+41710000002"})
+    );
+    let all = types(&app, "vswap").await;
+    assert_eq!(count(&all, "user.human.phone.verified"), 0, "{all:?}");
+    assert_eq!(
+        count(&all, "user.human.phone.verification.failed"),
+        0,
+        "{all:?}"
+    );
+    app.stop().await;
+    twilio.verify().await;
+}
+
+#[tokio::test]
 async fn twilio_verify_a_message_queued_in_local_mode_is_parked_not_sent() {
     let twilio = MockServer::start().await;
     Mock::given(method("POST"))
@@ -305,4 +811,53 @@ async fn twilio_verify_a_message_queued_in_local_mode_is_parked_not_sent() {
     );
     app.stop().await;
     twilio.verify().await;
+}
+
+#[tokio::test]
+async fn twilio_verify_over_grpc_an_outage_is_unavailable_and_60202_resource_exhausted() {
+    use phoneproof::grpc::pb::zitadel::auth::v1 as pb;
+    use phoneproof::grpc::pb::zitadel::auth::v1::auth_service_client::AuthServiceClient;
+
+    let twilio = MockServer::start().await;
+    mount_start(&twilio, "VE1").await;
+    Mock::given(method("POST"))
+        .and(path(CHECK))
+        .respond_with(ResponseTemplate::new(502))
+        .up_to_n_times(1)
+        .mount(&twilio)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(CHECK))
+        .respond_with(twilio_error(429, 60202))
+        .mount(&twilio)
+        .await;
+    let app = spawn_verify_mode(&twilio).await;
+    let token = app.token("vgrpc");
+    app.set_phone(&token, PHONE).await;
+    deliver(&app).await;
+    let channel = tonic::transport::Channel::from_shared(app.address.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = AuthServiceClient::new(channel);
+    let verify = |code: &str| {
+        let mut req = tonic::Request::new(pb::VerifyMyPhoneRequest { code: code.into() });
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        req
+    };
+    let down = client.verify_my_phone(verify("123456")).await.unwrap_err();
+    assert_eq!(down.code(), tonic::Code::Unavailable, "{down:?}");
+    let exhausted = client.verify_my_phone(verify("123456")).await.unwrap_err();
+    assert_eq!(
+        exhausted.code(),
+        tonic::Code::ResourceExhausted,
+        "{exhausted:?}"
+    );
+    assert!(
+        exhausted.message().contains("PHONEPROOF-atmp5"),
+        "{exhausted:?}"
+    );
+    app.stop().await;
 }
