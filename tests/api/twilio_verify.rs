@@ -861,3 +861,115 @@ async fn twilio_verify_over_grpc_an_outage_is_unavailable_and_60202_resource_exh
     );
     app.stop().await;
 }
+
+/// At-least-once: a process killed after Twilio got the start but before `code.sent` was
+/// written leaves the message claimed; after the lease another process starts the
+/// verification again. Twilio answers a repeated start for a pending verification with the
+/// same verification (and re-sends the same code), so the user may get the SMS twice but
+/// holds one valid code; `code.sent` is written once.
+#[tokio::test]
+async fn twilio_verify_a_sigkill_between_start_and_code_sent_starts_again_after_the_lease() {
+    use crate::binary::{BinaryServer, token};
+    use crate::crash::wait_for_requests;
+
+    let twilio = MockServer::start().await;
+    // The first start hangs until the process is killed mid-send.
+    Mock::given(method("POST"))
+        .and(path(START))
+        .respond_with(started("VEsame").set_delay(Duration::from_secs(4)))
+        .up_to_n_times(1)
+        .mount(&twilio)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(START))
+        .respond_with(started("VEsame"))
+        .expect(1)
+        .mount(&twilio)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(CHECK))
+        .and(body_string_contains("VerificationSid=VEsame"))
+        .and(body_string_contains("Code=482913"))
+        .respond_with(checked("approved"))
+        .expect(1)
+        .mount(&twilio)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let env: Vec<(&str, String)> = vec![
+        ("PHONEPROOF_DATA_DIR", dir.path().display().to_string()),
+        ("PHONEPROOF_SMS_PROVIDER", "twilio".into()),
+        ("PHONEPROOF_SMS_TWILIO_ACCOUNT_SID", "AC123".into()),
+        ("PHONEPROOF_SMS_TWILIO_AUTH_TOKEN", TOKEN.into()),
+        ("PHONEPROOF_SMS_TWILIO_VERIFY_SERVICE_SID", SERVICE.into()),
+        ("PHONEPROOF_SMS_TWILIO_VERIFY_BASE_URL", twilio.uri()),
+        ("PHONEPROOF_OUTBOX_POLL_INTERVAL_MS", "100".into()),
+        // Killed well inside the 1 s send timeout; the lease outlives the process.
+        ("PHONEPROOF_OUTBOX_LEASE_SECS", "2".into()),
+        ("PHONEPROOF_SMS_TIMEOUT_SECS", "1".into()),
+    ];
+    let bearer = token(&env, "vkilled");
+    let first = BinaryServer::start(&env).await;
+    let client = reqwest::Client::new();
+    let set = client
+        .put(format!("{}/auth/v1/users/me/phone", first.base))
+        .bearer_auth(&bearer)
+        .json(&json!({"phone": "+41 71 000 00 00"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    wait_for_requests(&twilio, 1).await;
+    let log1 = first.kill();
+
+    let second = BinaryServer::start(&env).await;
+    wait_for_requests(&twilio, 2).await;
+    let url = format!("sqlite://{}", dir.path().join("phoneproof.db").display());
+    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let sent = || {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM events WHERE event_type = 'user.human.phone.code.sent'",
+        )
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sent().fetch_one(&mut db).await.unwrap() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "code.sent never written"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let verified = client
+        .post(format!("{}/auth/v1/users/me/phone/_verify", second.base))
+        .bearer_auth(&bearer)
+        .json(&json!({"code": "482913"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verified.status(), 200);
+    let log2 = second.kill();
+
+    let starts = requests_to(&twilio, START).await;
+    assert_eq!(starts.len(), 2, "one interrupted start, one completed");
+    assert_eq!(
+        form(&starts[0].body),
+        form(&starts[1].body),
+        "the same start twice"
+    );
+    assert_eq!(sent().fetch_one(&mut db).await.unwrap(), 1);
+    assert!(
+        log1.contains("Twilio Verify mode"),
+        "start-up says so:\n{log1}"
+    );
+    assert!(
+        log2.contains("VEsame"),
+        "the verification sid may be logged"
+    );
+    for log in [&log1, &log2] {
+        assert!(!log.contains(TOKEN), "the auth token reached the log");
+        assert!(!log.contains("482913"), "the code reached the log");
+        assert!(!log.contains(PHONE), "a full number reached the log");
+    }
+    twilio.verify().await;
+}
