@@ -903,6 +903,18 @@ fn parse_sms(s: RawSms) -> Result<SmsSettings, ConfigError> {
     if !s.text.contains("{code}") {
         return Err(bad("sms.text", "must contain `{code}`"));
     }
+    if s.provider != "twilio"
+        && s.twilio
+            .verify_service_sid
+            .as_deref()
+            .is_some_and(|v| !v.is_empty())
+    {
+        // Set expecting Verify mode, it would otherwise be ignored without a word.
+        return Err(bad(
+            "sms.twilio.verify_service_sid",
+            "Verify mode needs sms.provider = twilio",
+        ));
+    }
     let provider = match s.provider.as_str() {
         "log" => SmsProvider::Log { file: s.log_file },
         "http" => SmsProvider::Http {
@@ -1117,6 +1129,10 @@ mod tests {
                 "`sms.twilio.account_sid`",
             ),
             (&[("PHONEPROOF_CODE_SECRET", "short")], "`code.secret`"),
+            (
+                &[("PHONEPROOF_SMS_TWILIO_VERIFY_SERVICE_SID", "VA1")],
+                "`sms.twilio.verify_service_sid`",
+            ),
             (&[("PHONEPROOF_OUTBOX_WORKER", "maybe")], "`outbox.worker`"),
             (
                 &[("PHONEPROOF_SMS_TIMEOUT_SECS", "30")],

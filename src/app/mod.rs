@@ -144,41 +144,49 @@ impl PhoneService {
     ) -> Result<Change, AppError> {
         if let Some(twilio) = &self.inner.twilio_verify {
             let state = self.get(user).await?;
-            match plan_check(&state, code.expose(), &self.inner.policies.code) {
-                CheckPlan::Local => {}
-                CheckPlan::Refuse(e) => return Err(e.into()),
-                CheckPlan::Record {
-                    phone,
-                    code_sequence,
-                    result,
-                } => {
-                    let command = Command::TwilioChecked {
-                        phone,
-                        code_sequence,
-                        result,
-                    };
-                    return self.change(user, owner, command).await;
-                }
-                CheckPlan::Ask {
-                    phone,
-                    code_sequence,
-                    target,
-                } => {
-                    // Asked outside any transaction; the answer is then decided against the
-                    // state as it is by then (a concurrent Verify or Set may have won).
-                    let result = twilio.check(&target, code.expose()).await?;
-                    let command = Command::TwilioChecked {
-                        phone,
-                        code_sequence,
-                        result,
-                    };
-                    return self.change(user, owner, command).await;
-                }
+            if let Some(command) = self.twilio_check(twilio, &state, code).await? {
+                return self.change(user, owner, command).await;
             }
         }
         let candidate = self.inner.hasher.hash(code.expose());
         self.change(user, owner, Command::Verify { candidate })
             .await
+    }
+
+    /// Verify mode: the command that records Twilio's answer (or the refusal Twilio would
+    /// give), or None when no Twilio code is pending and the local rules decide.
+    async fn twilio_check(
+        &self,
+        twilio: &TwilioVerify,
+        state: &PhoneState,
+        code: &VerificationCode,
+    ) -> Result<Option<Command>, AppError> {
+        let (phone, code_sequence, result) =
+            match plan_check(state, code.expose(), &self.inner.policies.code) {
+                CheckPlan::Local => return Ok(None),
+                CheckPlan::Refuse(e) => return Err(e.into()),
+                CheckPlan::Record {
+                    phone,
+                    code_sequence,
+                    result,
+                } => (phone, code_sequence, result),
+                // Asked outside any transaction; the answer is then decided against the state
+                // as it is by then (a concurrent Verify or a Set may have won meanwhile).
+                CheckPlan::Ask {
+                    phone,
+                    code_sequence,
+                    target,
+                } => (
+                    phone,
+                    code_sequence,
+                    twilio.check(&target, code.expose()).await?,
+                ),
+            };
+        Ok(Some(Command::TwilioChecked {
+            phone,
+            code_sequence,
+            result,
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(user = %user))]
