@@ -258,105 +258,87 @@ async fn twilio_verify_wrong_code_is_sm0cs_and_a_failed_event() {
 /// Each answer Twilio can give a check, and what the user sees for it.
 #[tokio::test]
 async fn twilio_verify_each_check_answer_maps_to_its_user_answer() {
-    struct Row {
-        name: &'static str,
-        twilio: ResponseTemplate,
-        http: u16,
-        id: &'static str,
-        failed_event: bool,
-    }
-    let rows = [
-        Row {
-            name: "pending (wrong code)",
-            twilio: checked("pending"),
-            http: 400,
-            id: "COMMAND-sM0cs",
-            failed_event: true,
-        },
-        Row {
-            name: "expired",
-            twilio: checked("expired"),
-            http: 400,
-            id: "COMMAND-sM0cs",
-            failed_event: true,
-        },
-        Row {
-            name: "canceled",
-            twilio: checked("canceled"),
-            http: 400,
-            id: "COMMAND-sM0cs",
-            failed_event: true,
-        },
-        Row {
-            name: "404 / 20404",
-            twilio: twilio_error(404, 20404),
-            http: 400,
-            id: "COMMAND-sM0cs",
-            failed_event: true,
-        },
-        Row {
-            name: "400 / 60200",
-            twilio: twilio_error(400, 60200),
-            http: 400,
-            id: "COMMAND-sM0cs",
-            failed_event: true,
-        },
-        Row {
-            name: "429 / 60202",
-            twilio: twilio_error(429, 60202),
-            http: 429,
-            id: "PHONEPROOF-atmp5",
-            failed_event: false,
-        },
-        Row {
-            name: "max_attempts_reached",
-            twilio: checked("max_attempts_reached"),
-            http: 429,
-            id: "PHONEPROOF-atmp5",
-            failed_event: false,
-        },
-        Row {
-            name: "429 / 20429",
-            twilio: twilio_error(429, 20429),
-            http: 503,
-            id: "PHONEPROOF-unav1",
-            failed_event: false,
-        },
-        Row {
-            name: "500",
-            twilio: ResponseTemplate::new(500),
-            http: 503,
-            id: "PHONEPROOF-unav1",
-            failed_event: false,
-        },
-        Row {
-            name: "503",
-            twilio: ResponseTemplate::new(503),
-            http: 503,
-            id: "PHONEPROOF-unav1",
-            failed_event: false,
-        },
-        Row {
-            name: "timeout",
-            twilio: checked("approved").set_delay(Duration::from_millis(1_500)),
-            http: 503,
-            id: "PHONEPROOF-unav1",
-            failed_event: false,
-        },
-        Row {
-            name: "401 / 20003 (our credentials)",
-            twilio: twilio_error(401, 20003),
-            http: 500,
-            id: "PHONEPROOF-intl1",
-            failed_event: false,
-        },
+    // (Twilio's answer, the answer to the user, whether verification.failed is written)
+    let rows: [(&str, ResponseTemplate, u16, &str, bool); 12] = [
+        (
+            "pending (wrong code)",
+            checked("pending"),
+            400,
+            "COMMAND-sM0cs",
+            true,
+        ),
+        ("expired", checked("expired"), 400, "COMMAND-sM0cs", true),
+        ("canceled", checked("canceled"), 400, "COMMAND-sM0cs", true),
+        (
+            "404 / 20404",
+            twilio_error(404, 20404),
+            400,
+            "COMMAND-sM0cs",
+            true,
+        ),
+        (
+            "400 / 60200",
+            twilio_error(400, 60200),
+            400,
+            "COMMAND-sM0cs",
+            true,
+        ),
+        (
+            "429 / 60202",
+            twilio_error(429, 60202),
+            429,
+            "PHONEPROOF-atmp5",
+            false,
+        ),
+        (
+            "max_attempts_reached",
+            checked("max_attempts_reached"),
+            429,
+            "PHONEPROOF-atmp5",
+            false,
+        ),
+        (
+            "429 / 20429",
+            twilio_error(429, 20429),
+            503,
+            "PHONEPROOF-unav1",
+            false,
+        ),
+        (
+            "500",
+            ResponseTemplate::new(500),
+            503,
+            "PHONEPROOF-unav1",
+            false,
+        ),
+        (
+            "503",
+            ResponseTemplate::new(503),
+            503,
+            "PHONEPROOF-unav1",
+            false,
+        ),
+        (
+            "timeout",
+            checked("approved").set_delay(Duration::from_millis(1_500)),
+            503,
+            "PHONEPROOF-unav1",
+            false,
+        ),
+        (
+            "401 / 20003 (our credentials)",
+            twilio_error(401, 20003),
+            500,
+            "PHONEPROOF-intl1",
+            false,
+        ),
     ];
-    for (i, row) in rows.into_iter().enumerate() {
+    for (i, (name, answer, http, id, failed_event)) in rows.into_iter().enumerate() {
         let twilio = MockServer::start().await;
         mount_start(&twilio, "VE1").await;
         Mock::given(method("POST"))
             .and(path(CHECK))
-            .respond_with(row.twilio)
+            .respond_with(answer)
             .expect(1)
             .mount(&twilio)
             .await;
@@ -366,28 +348,28 @@ async fn twilio_verify_each_check_answer_maps_to_its_user_answer() {
         app.set_phone(&t, PHONE).await;
         deliver(&app).await;
         let a = app.verify(&t, "123456").await;
-        assert_eq!(a.status.as_u16(), row.http, "{}: {}", row.name, a.body);
-        assert_eq!(a.detail_id(), Some(row.id), "{}: {}", row.name, a.body);
-        if row.http == 503 {
-            assert!(a.headers.contains_key("retry-after"), "{}", row.name);
+        assert_eq!(a.status.as_u16(), http, "{}: {}", name, a.body);
+        assert_eq!(a.detail_id(), Some(id), "{}: {}", name, a.body);
+        if http == 503 {
+            assert!(a.headers.contains_key("retry-after"), "{}", name);
         }
         let all = types(&app, &user).await;
         assert_eq!(
             count(&all, "user.human.phone.verification.failed"),
-            usize::from(row.failed_event),
+            usize::from(failed_event),
             "{}: {all:?}",
-            row.name
+            name
         );
         assert!(
             !all.contains(&"user.human.phone.verified".to_owned()),
             "{}",
-            row.name
+            name
         );
         let body = a.body.to_string();
         assert!(
             !body.contains("Twilio") && !body.contains("123456"),
             "{}: {body}",
-            row.name
+            name
         );
         app.stop().await;
         twilio.verify().await;
