@@ -844,6 +844,20 @@ async fn twilio_verify_over_grpc_an_outage_is_unavailable_and_60202_resource_exh
     app.stop().await;
 }
 
+/// `code.sent` events in the database at `url`, whichever engine it is.
+async fn code_sent_count(url: &str) -> i64 {
+    use sqlx::Connection;
+    const SENT: &str =
+        "SELECT COUNT(*) FROM events WHERE event_type = 'user.human.phone.code.sent'";
+    if on_postgres() {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query_scalar(SENT).fetch_one(&mut c).await.unwrap()
+    } else {
+        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query_scalar(SENT).fetch_one(&mut c).await.unwrap()
+    }
+}
+
 /// At-least-once: a process killed after Twilio got the start but before `code.sent` was
 /// written leaves the message claimed; after the lease another process starts the
 /// verification again. Twilio answers a repeated start for a pending verification with the
@@ -877,7 +891,13 @@ async fn twilio_verify_a_sigkill_between_start_and_code_sent_starts_again_after_
         .mount(&twilio)
         .await;
     let dir = tempfile::tempdir().unwrap();
+    let database_url = if on_postgres() {
+        crate::postgres::fresh_database().await
+    } else {
+        format!("sqlite://{}", dir.path().join("phoneproof.db").display())
+    };
     let env: Vec<(&str, String)> = vec![
+        ("PHONEPROOF_DATABASE_URL", database_url.clone()),
         ("PHONEPROOF_DATA_DIR", dir.path().display().to_string()),
         ("PHONEPROOF_SMS_PROVIDER", "twilio".into()),
         ("PHONEPROOF_SMS_TWILIO_ACCOUNT_SID", "AC123".into()),
@@ -905,17 +925,8 @@ async fn twilio_verify_a_sigkill_between_start_and_code_sent_starts_again_after_
 
     let second = BinaryServer::start(&env).await;
     wait_for_requests(&twilio, 2).await;
-    let url = format!("sqlite://{}", dir.path().join("phoneproof.db").display());
-    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
-        .await
-        .unwrap();
-    let sent = || {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM events WHERE event_type = 'user.human.phone.code.sent'",
-        )
-    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while sent().fetch_one(&mut db).await.unwrap() == 0 {
+    while code_sent_count(&database_url).await == 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "code.sent never written"
@@ -939,7 +950,7 @@ async fn twilio_verify_a_sigkill_between_start_and_code_sent_starts_again_after_
         form(&starts[1].body),
         "the same start twice"
     );
-    assert_eq!(sent().fetch_one(&mut db).await.unwrap(), 1);
+    assert_eq!(code_sent_count(&database_url).await, 1);
     assert!(
         log1.contains("Twilio Verify mode"),
         "start-up says so:\n{log1}"
