@@ -14,6 +14,7 @@ use crate::domain::{
     CodeHasher, Command, DomainError, NewCode, PhoneNumber, PhoneState, Policies, ResourceOwner,
     UserId, VerificationCode, generate_code, os_random,
 };
+use crate::i18n::Language;
 use crate::sealed_sms::SmsSealer;
 use crate::store::{Store, StoreError};
 
@@ -116,14 +117,16 @@ impl PhoneService {
             .unwrap_or_default())
     }
 
-    #[tracing::instrument(skip_all, fields(user = %user, to = %phone.masked()))]
+    /// Sets a new number and sends it a code, its SMS written in `language`.
+    #[tracing::instrument(skip_all, fields(user = %user, to = %phone.masked(), %language))]
     pub async fn set(
         &self,
         user: &UserId,
         owner: &ResourceOwner,
         phone: PhoneNumber,
+        language: Language,
     ) -> Result<Change, AppError> {
-        let code = self.new_code();
+        let code = self.new_code(language);
         self.change(user, owner, Command::Set { phone, code }).await
     }
 
@@ -139,9 +142,15 @@ impl PhoneService {
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(user = %user))]
-    pub async fn resend(&self, user: &UserId, owner: &ResourceOwner) -> Result<Change, AppError> {
-        let code = self.new_code();
+    /// Sends a new code to the current number, its SMS written in `language`.
+    #[tracing::instrument(skip_all, fields(user = %user, %language))]
+    pub async fn resend(
+        &self,
+        user: &UserId,
+        owner: &ResourceOwner,
+        language: Language,
+    ) -> Result<Change, AppError> {
+        let code = self.new_code(language);
         self.change(user, owner, Command::Resend { code }).await
     }
 
@@ -226,11 +235,12 @@ impl PhoneService {
         })
     }
 
-    fn new_code(&self) -> NewCode {
+    fn new_code(&self, language: Language) -> NewCode {
         let plain = generate_code(&self.inner.policies.code, os_random);
         NewCode {
             hash: self.inner.hasher.hash(&plain),
             plain,
+            language,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! No I/O, no clock, no RNG: the caller passes the time and the freshly drawn code.
 use super::{CodeHash, CodePolicy, DomainError, Event, PhoneNumber, PhoneState};
 use crate::clock::Millis;
+use crate::i18n::Language;
 
 /// What a user (or the delivery worker) asks of one phone.
 #[derive(Debug, Clone)]
@@ -66,6 +67,8 @@ pub fn decide(state: &PhoneState, command: &Command, policies: &Policies, now: M
 pub struct NewCode {
     pub plain: String,
     pub hash: CodeHash,
+    /// The language of the request that asked for the code: its SMS is written in it.
+    pub language: Language,
 }
 
 // The plain code never reaches logs, not even through a stray `{:?}` of a command.
@@ -108,6 +111,7 @@ pub struct Decision {
 pub struct SmsToSend {
     pub to: PhoneNumber,
     pub code: String,
+    pub language: Language,
 }
 
 impl std::fmt::Debug for SmsToSend {
@@ -153,6 +157,7 @@ fn code_added(code: &NewCode, policy: &CodePolicy, now: Millis) -> Event {
     Event::CodeAdded {
         code_hash: code.hash.clone(),
         expires_at: now + policy.lifetime_ms,
+        language: Some(code.language),
     }
 }
 
@@ -181,6 +186,7 @@ fn decide_set(
         sms: Some(SmsToSend {
             to: phone.clone(),
             code: code.plain.clone(),
+            language: code.language,
         }),
     }
 }
@@ -215,6 +221,7 @@ fn decide_resend(
         sms: Some(SmsToSend {
             to: phone.clone(),
             code: code.plain.clone(),
+            language: code.language,
         }),
     }
 }
@@ -270,10 +277,15 @@ mod tests {
         PhoneNumber::parse(raw).unwrap()
     }
 
+    fn french() -> Language {
+        Language::from_code("fr").unwrap()
+    }
+
     fn new_code(hasher: &CodeHasher, plain: &str) -> NewCode {
         NewCode {
             plain: plain.to_owned(),
             hash: hasher.hash(plain),
+            language: french(),
         }
     }
 
@@ -643,6 +655,15 @@ mod tests {
             assert_eq!(d.sms.is_some(), sms, "{name}");
             if let (Some(sms), Command::Set { phone, .. }) = (&d.sms, &when) {
                 assert_eq!(&sms.to, phone, "{name}: the SMS goes to the new number");
+            }
+            // The language of the request goes with its code: into the event and the SMS.
+            if let Some(sms) = &d.sms {
+                assert_eq!(sms.language, french(), "{name}");
+            }
+            for e in &d.events {
+                if let Event::CodeAdded { language, .. } = e {
+                    assert_eq!(*language, Some(french()), "{name}");
+                }
             }
         }
     }

@@ -42,6 +42,7 @@ impl PhoneState {
             Event::CodeAdded {
                 code_hash,
                 expires_at,
+                ..
             } => {
                 self.code = Some(PendingCode {
                     hash: code_hash.clone(),
