@@ -443,12 +443,14 @@ impl<'a> FromRequest<'a> for AuthenticatedUser {
         let verifier = req
             .data::<Arc<TokenVerifier>>()
             .expect("the token verifier is attached to every route");
-        let negotiator = req.data::<Negotiator>().copied().unwrap_or_default();
+        let negotiator = req
+            .data::<Negotiator>()
+            .expect("the language negotiator is attached to every route");
         let values = req.headers().get_all(header::AUTHORIZATION);
         let token = single_bearer_token(values.iter().map(|v| v.as_bytes()))?;
         let claims = verifier.verify(token).await?;
         let accept_language = req.headers().get_all(header::ACCEPT_LANGUAGE);
-        Ok(claims.speaking(&negotiator, accept_language.iter().map(|v| v.as_bytes())))
+        Ok(claims.speaking(negotiator, accept_language.iter().map(|v| v.as_bytes())))
     }
 }
 

@@ -169,6 +169,10 @@ pub fn negotiate(value: &[u8]) -> Option<Language> {
         .map(|i| Language(i as u8))
 }
 
+/// More entries than any browser sends; past them a value counts as malformed, so a client
+/// cannot make one request cost thousands of tag parses and matches.
+const MAX_ENTRIES: usize = 64;
+
 /// The language ranges of an `Accept-Language` value (RFC 9110 12.5.4), best first; `*` and
 /// `q=0` entries are left out. `None` for anything outside the grammar: a range that is
 /// not a language tag, a `q` that is not a qvalue, a parameter other than `q`.
@@ -181,6 +185,9 @@ fn accepted_languages(value: &str) -> Option<Vec<LanguageIdentifier>> {
         .filter(|e| !e.is_empty())
         .enumerate()
     {
+        if position == MAX_ENTRIES {
+            return None;
+        }
         let (range, weight) = match element.split_once(';') {
             Some((range, weight)) => (range.trim_end_matches([' ', '\t']), Some(weight)),
             None => (element, None),
@@ -243,14 +250,6 @@ impl Negotiator {
                 negotiate(&joined)
             })
             .unwrap_or(self.default)
-    }
-}
-
-impl Default for Negotiator {
-    fn default() -> Self {
-        Negotiator {
-            default: Language::ENGLISH,
-        }
     }
 }
 
@@ -328,6 +327,9 @@ mod tests {
             assert_eq!(negotiate(header.as_bytes()), want, "{header:?}: {why}");
         }
         assert_eq!(negotiate(b"de\xff"), None, "not UTF-8");
+        let many = |n: usize| vec!["fi"; n].join(",") + ",de";
+        assert_eq!(negotiate(many(63).as_bytes()), lang("de"));
+        assert_eq!(negotiate(many(64).as_bytes()), None, "too many entries");
     }
 
     #[test]
