@@ -12,7 +12,7 @@ export CARGO_TERM_COLOR=never
 
 SECONDS_EACH="${FUZZ_SECONDS:-60}"
 RSS_LIMIT_MB="${FUZZ_RSS_LIMIT_MB:-4096}"
-ALL_TARGETS=(phone_parse request_body bearer_jwt router)
+ALL_TARGETS=(phone_parse request_body bearer_jwt router accept_language)
 if [ "$#" -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 
 if ! rustup toolchain list | grep -q '^nightly'; then

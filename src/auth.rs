@@ -17,12 +17,40 @@ use tokio::sync::Mutex;
 use crate::config::{AuthMode, AuthSettings};
 use crate::domain::{ResourceOwner, UserId};
 use crate::error::ApiError;
+use crate::i18n::{self, Language, Negotiator};
 
-/// The caller, as the token says.
+/// What a valid token says about its bearer.
+#[derive(Debug, Clone)]
+pub struct Claims {
+    pub user_id: UserId,
+    pub resource_owner: ResourceOwner,
+    /// The token's language claim, when it names a shipped language (ZITADEL's tokens carry
+    /// the user's profile language as it was at login).
+    pub language: Option<Language>,
+}
+
+impl Claims {
+    /// The caller of a request with these `Accept-Language` values (header fields or gRPC
+    /// metadata entries).
+    pub fn speaking<'a>(
+        self,
+        negotiator: &Negotiator,
+        accept_language: impl IntoIterator<Item = &'a [u8]>,
+    ) -> AuthenticatedUser {
+        AuthenticatedUser {
+            language: negotiator.pick(self.language, accept_language),
+            user_id: self.user_id,
+            resource_owner: self.resource_owner,
+        }
+    }
+}
+
+/// The caller, as the token says, and the language to answer and text them in.
 #[derive(Debug, Clone)]
 pub struct AuthenticatedUser {
     pub user_id: UserId,
     pub resource_owner: ResourceOwner,
+    pub language: Language,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +92,7 @@ struct VerifiedTokens {
     /// Bumped whenever the key set changes, under the lock: a check that began with the old
     /// keys cannot cache its answer after the clear.
     generation: u64,
-    entries: HashMap<[u8; 32], (AuthenticatedUser, i64)>,
+    entries: HashMap<[u8; 32], (Claims, i64)>,
 }
 
 /// At most this many cached tokens; expired ones are swept first when it is full.
@@ -77,6 +105,7 @@ pub struct TokenVerifier {
     issuer: String,
     audience: String,
     resource_owner_claim: String,
+    language_claim: String,
     /// One validation per accepted algorithm, built once rather than on every request.
     validations: Vec<(Algorithm, Validation)>,
     token_ttl_secs: u64,
@@ -141,6 +170,7 @@ impl TokenVerifier {
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
             resource_owner_claim: settings.resource_owner_claim.clone(),
+            language_claim: settings.language_claim.clone(),
             validations: [Algorithm::EdDSA, Algorithm::RS256, Algorithm::ES256]
                 .into_iter()
                 .map(|alg| {
@@ -160,10 +190,24 @@ impl TokenVerifier {
 
     /// Prints a local token; refused when auth is not local.
     pub fn issue(&self, user: &str, org: &str, now_secs: i64) -> Result<String, AuthSetupError> {
+        self.issue_speaking(user, org, None, now_secs)
+    }
+
+    /// As `issue`, with `language` (a language tag such as `de`) in the language claim.
+    pub fn issue_speaking(
+        &self,
+        user: &str,
+        org: &str,
+        language: Option<&str>,
+        now_secs: i64,
+    ) -> Result<String, AuthSetupError> {
         let Keys::Local { encoding, .. } = &self.keys else {
             return Err(AuthSetupError::NotLocal);
         };
         let mut claims = serde_json::Map::new();
+        if let Some(language) = language {
+            claims.insert(self.language_claim.clone(), language.into());
+        }
         claims.insert("iss".into(), self.issuer.clone().into());
         claims.insert("aud".into(), self.audience.clone().into());
         claims.insert("sub".into(), user.into());
@@ -251,9 +295,9 @@ impl TokenVerifier {
         lookup()
     }
 
-    /// Verifies a bearer token and returns the caller; a token seen before is answered from
+    /// Verifies a bearer token and returns what it says; a token seen before is answered from
     /// the cache until its `exp`, never after.
-    pub async fn verify(&self, token: &str) -> Result<AuthenticatedUser, ApiError> {
+    pub async fn verify(&self, token: &str) -> Result<Claims, ApiError> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now = chrono::Utc::now().timestamp();
         let generation = {
@@ -283,7 +327,7 @@ impl TokenVerifier {
     }
 
     /// The full check: key, algorithm, signature and claims.
-    async fn verify_signed(&self, token: &str) -> Result<(AuthenticatedUser, i64), ApiError> {
+    async fn verify_signed(&self, token: &str) -> Result<(Claims, i64), ApiError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| ApiError::TokenInvalid)?;
         // `crit` names extensions the verifier must understand; we understand none.
         if header.crit.is_some() {
@@ -331,10 +375,13 @@ impl TokenVerifier {
         if exp.saturating_sub(issued) > self.max_lifetime_secs {
             return Err(ApiError::TokenInvalid);
         }
+        // A claim naming no shipped language ("und", "fi") counts as none.
+        let language = claim(&self.language_claim).and_then(|tag| i18n::negotiate(tag.as_bytes()));
         Ok((
-            AuthenticatedUser {
+            Claims {
                 user_id,
                 resource_owner,
+                language,
             },
             exp,
         ))
@@ -396,9 +443,14 @@ impl<'a> FromRequest<'a> for AuthenticatedUser {
         let verifier = req
             .data::<Arc<TokenVerifier>>()
             .expect("the token verifier is attached to every route");
+        let negotiator = req
+            .data::<Negotiator>()
+            .expect("the language negotiator is attached to every route");
         let values = req.headers().get_all(header::AUTHORIZATION);
         let token = single_bearer_token(values.iter().map(|v| v.as_bytes()))?;
-        Ok(verifier.verify(token).await?)
+        let claims = verifier.verify(token).await?;
+        let accept_language = req.headers().get_all(header::ACCEPT_LANGUAGE);
+        Ok(claims.speaking(negotiator, accept_language.iter().map(|v| v.as_bytes())))
     }
 }
 

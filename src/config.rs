@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::decode_key;
 use crate::domain::{CodePolicy, SendPolicy};
+use crate::i18n::Language;
 use crate::store::PgTuning;
 
 #[derive(Debug, thiserror::Error)]
@@ -87,9 +88,16 @@ pub struct Settings {
     /// Origins whose pages may call the gRPC-web surface.
     pub grpc_web_origins: AllowedOrigins,
     pub auth: AuthSettings,
+    pub i18n: I18nSettings,
     pub code: CodeSettings,
     pub sms: SmsSettings,
     pub outbox: OutboxSettings,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct I18nSettings {
+    /// The language of a request whose token and `Accept-Language` name no shipped one.
+    pub default_language: Language,
 }
 
 #[derive(Debug, Clone)]
@@ -130,6 +138,8 @@ pub struct AuthSettings {
     pub issuer: String,
     pub audience: String,
     pub resource_owner_claim: String,
+    /// The claim holding the user's preferred language (a language tag).
+    pub language_claim: String,
     /// Tolerated clock skew for `exp` and `nbf`, seconds.
     pub leeway_secs: u64,
     /// The longest lifetime a token may claim (from `iat`, else from now to `exp`).
@@ -163,11 +173,31 @@ pub struct CodeSettings {
 #[derive(Debug, Clone)]
 pub struct SmsSettings {
     pub provider: SmsProvider,
-    /// Message text; `{code}` is replaced by the code.
-    pub text: String,
+    /// The operator's message texts instead of ZITADEL's.
+    pub texts: SmsTexts,
     pub timeout: Duration,
     /// AES key for outbox payloads; from the data dir when absent.
     pub encryption_key: Option<Key32>,
+}
+
+/// Message texts set by the operator; `{code}` is replaced by the code. A language without
+/// one gets ZITADEL's text in that language.
+#[derive(Debug, Clone, Default)]
+pub struct SmsTexts {
+    /// `sms.text`: for every language.
+    pub all: Option<String>,
+    /// `sms.texts.<language>`: for one language, before `all`.
+    pub by_language: Vec<(Language, String)>,
+}
+
+impl SmsTexts {
+    /// The operator's text for `language`, if any.
+    pub fn get(&self, language: Language) -> Option<&str> {
+        self.by_language
+            .iter()
+            .find_map(|(l, text)| (*l == language).then_some(text.as_str()))
+            .or(self.all.as_deref())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -328,7 +358,16 @@ impl fmt::Display for Settings {
                 a.issuer, a.audience
             )?,
         }
-        writeln!(f, "auth: resource owner claim `{}`", a.resource_owner_claim)?;
+        writeln!(
+            f,
+            "auth: resource owner claim `{}`, language claim `{}`",
+            a.resource_owner_claim, a.language_claim
+        )?;
+        writeln!(
+            f,
+            "languages: the token's `{}` claim, else Accept-Language, else {}",
+            a.language_claim, self.i18n.default_language
+        )?;
         match &self.sms.provider {
             SmsProvider::Log { file } => writeln!(
                 f,
@@ -383,6 +422,7 @@ struct RawAuth {
     audience: String,
     jwks_url: Option<String>,
     resource_owner_claim: String,
+    language_claim: String,
     signing_key: Option<String>,
     leeway_secs: u64,
     token_ttl_secs: u64,
@@ -398,6 +438,7 @@ impl Default for RawAuth {
             audience: "phoneproof".into(),
             jwks_url: None,
             resource_owner_claim: "urn:zitadel:iam:user:resourceowner:id".into(),
+            language_claim: "locale".into(),
             signing_key: None,
             leeway_secs: 0,
             token_ttl_secs: 12 * 3600,
@@ -473,7 +514,10 @@ impl Default for RawTwilio {
 struct RawSms {
     provider: String,
     log_file: Option<PathBuf>,
-    text: String,
+    text: Option<String>,
+    /// One entry per shipped language, empty when not set, so that each has its
+    /// environment variable (`PHONEPROOF_SMS_TEXTS_DE`).
+    texts: BTreeMap<String, String>,
     timeout_secs: u64,
     encryption_key: Option<String>,
     http: RawHttp,
@@ -485,11 +529,28 @@ impl Default for RawSms {
         Self {
             provider: "log".into(),
             log_file: None,
-            text: "A new phone number has been added. Please use the following code to verify it {code}".into(),
+            text: None,
+            texts: Language::all()
+                .map(|l| (l.code().to_owned(), String::new()))
+                .collect(),
             timeout_secs: 5,
             encryption_key: None,
             http: RawHttp::default(),
             twilio: RawTwilio::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawI18n {
+    default_language: String,
+}
+
+impl Default for RawI18n {
+    fn default() -> Self {
+        Self {
+            default_language: "en".into(),
         }
     }
 }
@@ -543,6 +604,7 @@ struct RawSettings {
     log_format: String,
     grpc_web_allowed_origins: String,
     auth: RawAuth,
+    i18n: RawI18n,
     code: RawCode,
     sms: RawSms,
     outbox: RawOutbox,
@@ -567,6 +629,7 @@ impl Default for RawSettings {
             log_format: "text".into(),
             grpc_web_allowed_origins: "*".into(),
             auth: RawAuth::default(),
+            i18n: RawI18n::default(),
             code: RawCode::default(),
             sms: RawSms::default(),
             outbox: RawOutbox::default(),
@@ -765,6 +828,7 @@ fn parse(raw: RawSettings) -> Result<Settings, ConfigError> {
         log_format,
         grpc_web_origins,
         auth: parse_auth(raw.auth)?,
+        i18n: parse_i18n(raw.i18n)?,
         code: parse_code(raw.code)?,
         sms,
         outbox,
@@ -821,6 +885,7 @@ fn parse_auth(a: RawAuth) -> Result<AuthSettings, ConfigError> {
         ("auth.issuer", &a.issuer),
         ("auth.audience", &a.audience),
         ("auth.resource_owner_claim", &a.resource_owner_claim),
+        ("auth.language_claim", &a.language_claim),
     ] {
         if value.is_empty() {
             return Err(bad(key, "must not be empty"));
@@ -843,8 +908,25 @@ fn parse_auth(a: RawAuth) -> Result<AuthSettings, ConfigError> {
         issuer: a.issuer,
         audience: a.audience,
         resource_owner_claim: a.resource_owner_claim,
+        language_claim: a.language_claim,
         leeway_secs: a.leeway_secs,
         max_token_lifetime,
+    })
+}
+
+fn shipped_language(key: &str, code: &str) -> Result<Language, ConfigError> {
+    Language::from_code(code).ok_or_else(|| {
+        let all: Vec<&str> = Language::all().map(Language::code).collect();
+        bad(
+            key,
+            format!("`{code}` is not one of the languages: {}", all.join(" ")),
+        )
+    })
+}
+
+fn parse_i18n(i: RawI18n) -> Result<I18nSettings, ConfigError> {
+    Ok(I18nSettings {
+        default_language: shipped_language("i18n.default_language", &i.default_language)?,
     })
 }
 
@@ -900,8 +982,24 @@ fn parse_code(c: RawCode) -> Result<CodeSettings, ConfigError> {
 }
 
 fn parse_sms(s: RawSms) -> Result<SmsSettings, ConfigError> {
-    if !s.text.contains("{code}") {
-        return Err(bad("sms.text", "must contain `{code}`"));
+    let with_code = |key: &str, text: &str| {
+        if text.contains("{code}") {
+            Ok(())
+        } else {
+            Err(bad(key, "must contain `{code}`"))
+        }
+    };
+    if let Some(text) = &s.text {
+        with_code("sms.text", text)?;
+    }
+    let mut by_language = Vec::new();
+    for (code, text) in s.texts {
+        let key = format!("sms.texts.{code}");
+        let language = shipped_language(&key, &code)?;
+        if !text.is_empty() {
+            with_code(&key, &text)?;
+            by_language.push((language, text));
+        }
     }
     if s.provider != "twilio"
         && s.twilio
@@ -979,7 +1077,10 @@ fn parse_sms(s: RawSms) -> Result<SmsSettings, ConfigError> {
     };
     Ok(SmsSettings {
         provider,
-        text: s.text,
+        texts: SmsTexts {
+            all: s.text,
+            by_language,
+        },
         timeout: secs(nonzero("sms.timeout_secs", s.timeout_secs)?),
         encryption_key: key32("sms.encryption_key", &s.encryption_key)?,
     })
@@ -1104,10 +1205,15 @@ mod tests {
                 "PHONEPROOF_SMS_TWILIO_VERIFY_BASE_URL",
                 "sms.twilio.verify_base_url",
             ),
+            ("PHONEPROOF_AUTH_LANGUAGE_CLAIM", "auth.language_claim"),
+            ("PHONEPROOF_I18N_DEFAULT_LANGUAGE", "i18n.default_language"),
+            ("PHONEPROOF_SMS_TEXT", "sms.text"),
+            ("PHONEPROOF_SMS_TEXTS_DE", "sms.texts.de"),
+            ("PHONEPROOF_SMS_TEXTS_ZH", "sms.texts.zh"),
         ] {
             assert_eq!(names.get(env).map(String::as_str), Some(key), "{env}");
         }
-        assert_eq!(names.len(), 56, "{names:?}");
+        assert_eq!(names.len(), 78, "{names:?}");
     }
 
     #[test]
@@ -1133,6 +1239,19 @@ mod tests {
                 &[("PHONEPROOF_SMS_TWILIO_VERIFY_SERVICE_SID", "VA1")],
                 "`sms.twilio.verify_service_sid`",
             ),
+            (
+                &[("PHONEPROOF_I18N_DEFAULT_LANGUAGE", "fi")],
+                "`i18n.default_language`",
+            ),
+            (&[("PHONEPROOF_SMS_TEXT", "no code")], "`sms.text`"),
+            (
+                &[("PHONEPROOF_SMS_TEXTS_FR", "sans code")],
+                "`sms.texts.fr`",
+            ),
+            (
+                &[("PHONEPROOF_AUTH_LANGUAGE_CLAIM", "")],
+                "`auth.language_claim`",
+            ),
             (&[("PHONEPROOF_OUTBOX_WORKER", "maybe")], "`outbox.worker`"),
             (
                 &[("PHONEPROOF_SMS_TIMEOUT_SECS", "30")],
@@ -1155,6 +1274,36 @@ mod tests {
             let err = Settings::load(None, &env(vars)).unwrap_err().to_string();
             assert!(err.contains(key), "{vars:?}: {err}");
         }
+    }
+
+    #[test]
+    fn sms_texts_are_set_per_language_then_for_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[sms]\ntext = \"Code {code}\"\n[sms.texts]\nde = \"Dein Code {code}\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(
+            Some(&path),
+            &env(&[("PHONEPROOF_SMS_TEXTS_FR", "Votre code {code}")]),
+        )
+        .unwrap();
+        let text = |code: &str| s.sms.texts.get(Language::from_code(code).unwrap());
+        assert_eq!(text("de"), Some("Dein Code {code}"));
+        assert_eq!(text("fr"), Some("Votre code {code}"));
+        assert_eq!(text("ja"), Some("Code {code}"));
+        let defaults = Settings::default();
+        assert!(Language::all().all(|l| defaults.sms.texts.get(l).is_none()));
+        assert_eq!(defaults.i18n.default_language, Language::ENGLISH);
+        assert_eq!(defaults.auth.language_claim, "locale");
+
+        std::fs::write(&path, "[sms.texts]\nxx = \"{code}\"\n").unwrap();
+        let err = Settings::load(Some(&path), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`sms.texts.xx`"), "{err}");
     }
 
     #[test]

@@ -6,8 +6,11 @@ use poem::http::{HeaderValue, StatusCode, header};
 use poem::{Response, error::ResponseError};
 use serde_json::{Value, json};
 
+use std::borrow::Cow;
+
 use crate::app::AppError;
 use crate::domain::DomainError;
+use crate::i18n::{self, Language};
 use crate::sms::verify::CheckError;
 use crate::store::StoreError;
 
@@ -52,7 +55,11 @@ pub struct CatalogEntry {
     pub grpc_code: i32,
     pub http_status: u16,
     pub id: Option<&'static str>,
+    /// The English text.
     pub text: &'static str,
+    /// ZITADEL's i18n key, for the rows it translates: the text in other languages is that
+    /// message of `src/i18n/locales/<language>.ftl`. Rows without one are English everywhere.
+    pub key: Option<&'static str>,
 }
 
 const fn row(grpc_code: i32, id: Option<&'static str>, text: &'static str) -> CatalogEntry {
@@ -61,6 +68,23 @@ const fn row(grpc_code: i32, id: Option<&'static str>, text: &'static str) -> Ca
         http_status: http_status_for(grpc_code),
         id,
         text,
+        key: None,
+    }
+}
+
+impl CatalogEntry {
+    const fn translated(self, key: &'static str) -> CatalogEntry {
+        CatalogEntry {
+            key: Some(key),
+            ..self
+        }
+    }
+
+    /// The text in `language`; English where that language's file has none.
+    pub fn text_in(&self, language: Language) -> Cow<'static, str> {
+        self.key
+            .and_then(|key| i18n::text(language, key))
+            .map_or(Cow::Borrowed(self.text), Cow::Owned)
     }
 }
 
@@ -104,18 +128,25 @@ impl ApiError {
                 )
             },
             ApiError::Domain(e) => match e {
-                DomainError::PhoneInvalid => row(3, Some("PHONE-so0wa"), "Phone is invalid"),
-                DomainError::PhoneNotChanged => row(9, Some("COMMAND-wF94r"), "Phone not changed"),
-                DomainError::CodeNotFound => row(5, Some("COMMAND-Rsj8c"), "Code not found"),
-                DomainError::CodeInvalid => row(3, Some("COMMAND-sM0cs"), "Code is invalid"),
+                DomainError::PhoneInvalid => row(3, Some("PHONE-so0wa"), "Phone is invalid")
+                    .translated("Errors.User.Phone.Invalid"),
+                DomainError::PhoneNotChanged => row(9, Some("COMMAND-wF94r"), "Phone not changed")
+                    .translated("Errors.User.Phone.NotChanged"),
+                DomainError::CodeNotFound => row(5, Some("COMMAND-Rsj8c"), "Code not found")
+                    .translated("Errors.User.Code.NotFound"),
+                DomainError::CodeInvalid => row(3, Some("COMMAND-sM0cs"), "Code is invalid")
+                    .translated("Errors.User.Code.Invalid"),
                 DomainError::ResendPhoneNotFound => {
                     row(5, Some("COMMAND-2b7Hf"), "Phone not found")
+                        .translated("Errors.User.Phone.NotFound")
                 }
                 DomainError::PhoneAlreadyVerified => {
                     row(9, Some("COMMAND-2M9sf"), "Phone already verified")
+                        .translated("Errors.User.Phone.AlreadyVerified")
                 }
                 DomainError::RemovePhoneNotFound => {
                     row(5, Some("COMMAND-p6rsc"), "Phone not found")
+                        .translated("Errors.User.Phone.NotFound")
                 }
                 DomainError::TooManyAttempts => row(
                     8,
@@ -148,13 +179,23 @@ impl ApiError {
         }
     }
 
-    /// The google.rpc.Status body.
+    /// The google.rpc.Status body in English.
     pub fn body(&self) -> Value {
+        self.body_in(Language::ENGLISH)
+    }
+
+    /// The text this error answers in `language`: validation messages are the same in all.
+    pub fn text_in(&self, language: Language) -> Cow<'static, str> {
+        match self {
+            ApiError::Validation(message) => Cow::Owned(message.clone()),
+            _ => self.entry().text_in(language),
+        }
+    }
+
+    /// The google.rpc.Status body in `language`.
+    pub fn body_in(&self, language: Language) -> Value {
         let entry = self.entry();
-        let text = match self {
-            ApiError::Validation(message) => message.as_str(),
-            _ => entry.text,
-        };
+        let text = self.text_in(language);
         match entry.id {
             Some(id) => json!({
                 "code": entry.grpc_code,
@@ -181,10 +222,14 @@ impl ApiError {
     }
 
     pub fn to_response(&self) -> Response {
+        self.to_response_in(Language::ENGLISH)
+    }
+
+    pub fn to_response_in(&self, language: Language) -> Response {
         let mut resp = Response::builder()
             .status(self.http_status())
             .content_type("application/json")
-            .body(self.body().to_string());
+            .body(self.body_in(language).to_string());
         if self.entry().grpc_code == 16 {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -201,6 +246,9 @@ impl ApiError {
         if let Some(api) = err.downcast_ref::<ApiError>() {
             return api.clone();
         }
+        if let Some(localized) = err.downcast_ref::<Localized>() {
+            return localized.error.clone();
+        }
         match err.status() {
             StatusCode::NOT_FOUND => ApiError::RouteNotFound,
             StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
@@ -216,6 +264,42 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status(&self) -> StatusCode {
         self.http_status()
+    }
+
+    fn as_response(&self) -> Response {
+        self.to_response()
+    }
+}
+
+/// An error of a request whose language is known (the caller is authenticated): answered in
+/// that language.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct Localized {
+    pub error: ApiError,
+    pub language: Language,
+}
+
+impl Localized {
+    /// Any error poem raises, with its language (English when none was attached).
+    pub fn from_poem(err: &poem::Error) -> Localized {
+        match err.downcast_ref::<Localized>() {
+            Some(localized) => localized.clone(),
+            None => Localized {
+                error: ApiError::from_poem(err),
+                language: Language::ENGLISH,
+            },
+        }
+    }
+
+    pub fn to_response(&self) -> Response {
+        self.error.to_response_in(self.language)
+    }
+}
+
+impl ResponseError for Localized {
+    fn status(&self) -> StatusCode {
+        self.error.http_status()
     }
 
     fn as_response(&self) -> Response {
@@ -254,6 +338,87 @@ impl From<AppError> for ApiError {
                     CheckError::Refused(_) => ApiError::Internal,
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_error() -> Vec<ApiError> {
+        use DomainError::*;
+        let mut all = vec![
+            ApiError::AuthHeaderMissing,
+            ApiError::AuthHeaderInvalid,
+            ApiError::TokenInvalid,
+            ApiError::Validation(
+                "invalid SetMyPhoneRequest.Phone: value does not have prefix \"+\"".into(),
+            ),
+            ApiError::PayloadTooLarge,
+            ApiError::UnsupportedMediaType,
+            ApiError::UnsupportedEncoding,
+            ApiError::Aborted,
+            ApiError::Unavailable,
+            ApiError::Internal,
+            ApiError::RouteNotFound,
+            ApiError::MethodNotAllowed,
+        ];
+        for d in [
+            PhoneInvalid,
+            PhoneNotChanged,
+            CodeNotFound,
+            CodeInvalid,
+            ResendPhoneNotFound,
+            PhoneAlreadyVerified,
+            RemovePhoneNotFound,
+            TooManyAttempts,
+            SendThrottled {
+                retry_after_secs: 3,
+            },
+        ] {
+            all.push(ApiError::Domain(d));
+        }
+        all
+    }
+
+    #[test]
+    fn only_rows_with_a_key_change_with_the_language() {
+        let german = Language::from_code("de").unwrap();
+        for err in every_error() {
+            let english = err.body();
+            assert_eq!(err.body_in(Language::ENGLISH), english, "{err:?}");
+            match err.entry().key {
+                None => {
+                    for language in Language::all() {
+                        assert_eq!(err.body_in(language), english, "{err:?} in {language}");
+                    }
+                }
+                Some(_) => assert_ne!(err.body_in(german), english, "{err:?}"),
+            }
+        }
+        let body = ApiError::Domain(DomainError::PhoneNotChanged).body_in(german);
+        assert_eq!(
+            body["message"],
+            "Telefonnummer wurde nicht geändert (COMMAND-wF94r)"
+        );
+        assert_eq!(
+            body["details"][0]["message"],
+            "Telefonnummer wurde nicht geändert"
+        );
+    }
+
+    #[test]
+    fn zitadels_untranslated_messages_have_no_key() {
+        for err in [
+            ApiError::AuthHeaderMissing,
+            ApiError::AuthHeaderInvalid,
+            ApiError::TokenInvalid,
+            ApiError::Validation("x".into()),
+            ApiError::RouteNotFound,
+            ApiError::MethodNotAllowed,
+        ] {
+            assert_eq!(err.entry().key, None, "{err:?}");
         }
     }
 }

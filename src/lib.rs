@@ -8,6 +8,7 @@ pub mod domain;
 pub mod error;
 pub mod faults;
 pub mod grpc;
+pub mod i18n;
 pub mod listener;
 pub mod metrics;
 pub mod openapi;

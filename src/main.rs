@@ -37,6 +37,9 @@ enum Cmd {
         /// Print this many tokens, for users `<user>0` to `<user><count-1>` (load tests).
         #[arg(long)]
         count: Option<u32>,
+        /// The user's language (a language tag such as `de`), put in the language claim.
+        #[arg(long)]
+        language: Option<String>,
     },
     /// Print the OpenAPI document.
     Openapi,
@@ -71,7 +74,12 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Serve => serve(settings).await,
         Cmd::Worker => worker(settings).await,
-        Cmd::Token { user, org, count } => token(settings, &user, &org, count).await,
+        Cmd::Token {
+            user,
+            org,
+            count,
+            language,
+        } => token(settings, &user, &org, count, language.as_deref()).await,
         Cmd::Outbox { status } => outbox(settings, status.as_deref()).await,
         Cmd::Openapi => unreachable!("handled above"),
     };
@@ -134,6 +142,7 @@ async fn token(
     user: &str,
     org: &str,
     count: Option<u32>,
+    language: Option<&str>,
 ) -> Result<(), String> {
     if !matches!(
         settings.auth.mode,
@@ -158,7 +167,10 @@ async fn token(
     };
     let mut out = String::new();
     for u in users {
-        out.push_str(&verifier.issue(&u, org, now).map_err(|e| e.to_string())?);
+        let token = verifier
+            .issue_speaking(&u, org, language, now)
+            .map_err(|e| e.to_string())?;
+        out.push_str(&token);
         out.push('\n');
     }
     print!("{out}");

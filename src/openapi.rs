@@ -194,6 +194,21 @@ fn status_description(status: u16) -> &'static str {
     }
 }
 
+/// `Accept-Language`, which every operation reads.
+fn accept_language() -> utoipa::openapi::path::Parameter {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    ParameterBuilder::new()
+        .name("Accept-Language")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "The language of error texts (`message` and the detail's `message`) and of the SMS a Set or Resend sends: bg, cs, de, en, es, fr, hu, id, it, ja, ko, mk, nl, pl, pt, ro, ru, sv, tr or zh. A language claim in the token (`locale` unless configured otherwise) comes first; then this header, by q-value, a regional variant counting as its base language (`de-CH` is `de`); otherwise, and for a malformed header, the configured default (`en` unless configured otherwise). Request validation messages and authentication errors are never translated.",
+        ))
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String).build()))
+        .example(Some(serde_json::json!("de-CH,fr;q=0.5")))
+        .build()
+}
+
 impl Modify for SecurityAndErrors {
     fn modify(&self, doc: &mut Doc) {
         let components = doc.components.get_or_insert_with(Default::default);
@@ -215,6 +230,9 @@ impl Modify for SecurityAndErrors {
             .flatten()
             {
                 let id = op.operation_id.clone().unwrap_or_default();
+                op.parameters
+                    .get_or_insert_with(Vec::new)
+                    .push(utoipa::openapi::RefOr::T(accept_language()));
                 if let Some(utoipa::openapi::RefOr::T(body)) = op.request_body.as_mut() {
                     // Resend may be sent without a body; the others need one.
                     body.required = Some(if id == "AuthService_ResendMyPhoneVerification" {

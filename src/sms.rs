@@ -20,13 +20,28 @@ use crate::domain::mask_phone;
 #[derive(Clone, Serialize, Deserialize)]
 pub struct SmsMessage {
     pub to: String,
+    /// The SMS body.
     pub text: String,
     /// Empty when Twilio Verify makes the code (and writes the SMS).
     pub code: String,
     pub event_type: String,
-    /// The language recorded with the code (a BCP 47 tag), when there is one.
+    /// The language recorded with the code (a BCP 47 tag), when there is one: Twilio Verify
+    /// is asked to write the SMS in it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
+    /// ZITADEL's other `VerifyPhone` texts in the message's language, for the HTTP
+    /// provider; absent in messages sealed before they were added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<SmsTemplate>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SmsTemplate {
+    pub title: String,
+    pub pre_header: String,
+    pub subject: String,
+    pub greeting: String,
+    pub button_text: String,
 }
 
 impl std::fmt::Debug for SmsMessage {
@@ -211,13 +226,24 @@ pub struct HttpProvider {
 
 impl HttpProvider {
     async fn send(&self, message_id: &str, msg: &SmsMessage) -> Result<(), SendError> {
+        let template_data = match &msg.template {
+            Some(t) => json!({
+                "title": t.title,
+                "preHeader": t.pre_header,
+                "subject": t.subject,
+                "greeting": t.greeting,
+                "text": msg.text,
+                "buttonText": t.button_text,
+            }),
+            None => json!({"text": msg.text}),
+        };
         let body = json!({
             "contextInfo": {
                 "eventType": msg.event_type,
                 "provider": {"id": "phoneproof", "description": "phoneproof HTTP provider"},
                 "recipientPhoneNumber": msg.to,
             },
-            "templateData": {"text": msg.text},
+            "templateData": template_data,
             "args": {"code": msg.code},
         })
         .to_string();

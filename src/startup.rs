@@ -14,7 +14,8 @@ use crate::auth::TokenVerifier;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{AuthMode, Settings};
 use crate::domain::{CodeHasher, PhoneNumber, Policies};
-use crate::error::ApiError;
+use crate::error::{ApiError, Localized};
+use crate::i18n::Negotiator;
 use crate::listener::BoundedAcceptor;
 use crate::metrics::{MethodLabel, Metrics};
 use crate::outbox::Worker;
@@ -146,7 +147,7 @@ impl Core {
             // The database, its WAL and shared-memory files were just created with the umask.
             keep_private(&settings.data_dir, false);
         }
-        let sealer = SmsSealer::new(&secrets.outbox_key, &settings.sms.text);
+        let sealer = SmsSealer::new(&secrets.outbox_key, &settings.sms.texts);
         let policies = Policies {
             code: settings.code.policy.clone(),
             send: settings.code.send.clone(),
@@ -226,6 +227,7 @@ pub fn build_routes(state: Arc<AppState>) -> impl Endpoint<Output = poem::Respon
     let metrics = state.metrics.clone();
     let body_limit = state.body_limit as u64;
     let verifier = state.verifier.clone();
+    let negotiator = state.negotiator;
     let grpc = Arc::new(crate::grpc::endpoint(state.clone()));
     let mut route = ops::routes(phone::routes(Route::new()));
     for prefix in crate::grpc::PATH_PREFIXES {
@@ -234,6 +236,7 @@ pub fn build_routes(state: Arc<AppState>) -> impl Endpoint<Output = poem::Respon
     route
         .data(state)
         .data(verifier)
+        .data(negotiator)
         // A panic in a handler answers 500 in the contract's shape instead of a dropped
         // connection; the panic itself is logged by the panic hook.
         .with(CatchPanic::new().with_handler(panic_response))
@@ -272,9 +275,10 @@ pub fn build_routes(state: Arc<AppState>) -> impl Endpoint<Output = poem::Respon
                 let mut resp = match ep.call(req).await {
                     Ok(r) => r.into_response(),
                     Err(e) => {
-                        let api = ApiError::from_poem(&e);
-                        let mut r = api.to_response();
-                        if api == ApiError::MethodNotAllowed {
+                        // In the caller's language when the handler knew it.
+                        let localized = Localized::from_poem(&e);
+                        let mut r = localized.to_response();
+                        if localized.error == ApiError::MethodNotAllowed {
                             r.headers_mut().insert(
                                 header::ALLOW,
                                 HeaderValue::from_static(allowed_methods(route)),
@@ -341,6 +345,7 @@ impl Application {
         core.announce();
         // The first parse loads libphonenumber's metadata (~100 ms): do it now, not on a request.
         let _ = PhoneNumber::parse("+41 71 000 00 00");
+        crate::i18n::load();
         let s = &core.settings;
         let verifier = Arc::new(TokenVerifier::new(&s.auth, &core.secrets.signing_seed)?);
         verifier.warm().await;
@@ -369,6 +374,9 @@ impl Application {
         let state = Arc::new(AppState {
             service: core.service.clone(),
             verifier,
+            negotiator: Negotiator {
+                default: s.i18n.default_language,
+            },
             body_limit: s.body_limit,
             metrics: core.metrics.clone(),
             grpc_web_origins: s.grpc_web_origins.clone(),

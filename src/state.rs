@@ -5,11 +5,14 @@ use std::sync::Arc;
 use crate::app::PhoneService;
 use crate::auth::TokenVerifier;
 use crate::config::AllowedOrigins;
+use crate::i18n::Negotiator;
 use crate::metrics::Metrics;
 
 pub struct AppState {
     pub service: PhoneService,
     pub verifier: Arc<TokenVerifier>,
+    /// Picks the language of each authenticated request.
+    pub negotiator: Negotiator,
     /// Largest accepted request body, bytes.
     pub body_limit: usize,
     pub metrics: Arc<Metrics>,

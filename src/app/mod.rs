@@ -14,6 +14,7 @@ use crate::domain::{
     CheckPlan, CodeHasher, Command, DomainError, NewCode, PhoneNumber, PhoneState, Policies,
     ResourceOwner, UserId, VerificationCode, generate_code, os_random, plan_check,
 };
+use crate::i18n::Language;
 use crate::sealed_sms::SmsSealer;
 use crate::sms::verify::{CheckError, TwilioVerify};
 use crate::store::{Store, StoreError};
@@ -124,14 +125,16 @@ impl PhoneService {
             .unwrap_or_default())
     }
 
-    #[tracing::instrument(skip_all, fields(user = %user, to = %phone.masked()))]
+    /// Sets a new number and sends it a code, its SMS written in `language`.
+    #[tracing::instrument(skip_all, fields(user = %user, to = %phone.masked(), %language))]
     pub async fn set(
         &self,
         user: &UserId,
         owner: &ResourceOwner,
         phone: PhoneNumber,
+        language: Language,
     ) -> Result<Change, AppError> {
-        let code = self.new_code();
+        let code = self.new_code(language);
         self.change(user, owner, Command::Set { phone, code }).await
     }
 
@@ -189,9 +192,15 @@ impl PhoneService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(user = %user))]
-    pub async fn resend(&self, user: &UserId, owner: &ResourceOwner) -> Result<Change, AppError> {
-        let code = self.new_code();
+    /// Sends a new code to the current number, its SMS written in `language`.
+    #[tracing::instrument(skip_all, fields(user = %user, %language))]
+    pub async fn resend(
+        &self,
+        user: &UserId,
+        owner: &ResourceOwner,
+        language: Language,
+    ) -> Result<Change, AppError> {
+        let code = self.new_code(language);
         self.change(user, owner, Command::Resend { code }).await
     }
 
@@ -281,14 +290,15 @@ impl PhoneService {
         })
     }
 
-    fn new_code(&self) -> NewCode {
+    fn new_code(&self, language: Language) -> NewCode {
         if self.inner.twilio_verify.is_some() {
-            return NewCode::TwilioVerify;
+            return NewCode::TwilioVerify { language };
         }
         let plain = generate_code(&self.inner.policies.code, os_random);
         NewCode::Local {
             hash: self.inner.hasher.hash(&plain),
             plain,
+            language,
         }
     }
 }

@@ -3,6 +3,7 @@
 use super::twilio_verify::{CheckResult, decide_twilio_checked};
 use super::{CodeHash, CodePolicy, DomainError, Event, PhoneNumber, PhoneState};
 use crate::clock::Millis;
+use crate::i18n::Language;
 
 /// What a user (or the delivery worker) asks of one phone.
 #[derive(Debug, Clone)]
@@ -90,9 +91,15 @@ pub fn decide(state: &PhoneState, command: &Command, policies: &Policies, now: M
 #[derive(Clone)]
 pub enum NewCode {
     /// Freshly drawn: the plain text goes only into the encrypted SMS, the hash into events.
-    Local { plain: String, hash: CodeHash },
-    /// Twilio Verify makes, sends and checks it; nothing of it is known here.
-    TwilioVerify,
+    /// `language` is that of the request that asked for the code: its SMS is written in it.
+    Local {
+        plain: String,
+        hash: CodeHash,
+        language: Language,
+    },
+    /// Twilio Verify makes, sends and checks it; nothing of it is known here but the
+    /// language Twilio is asked to write the SMS in.
+    TwilioVerify { language: Language },
 }
 
 // The plain code never reaches logs, not even through a stray `{:?}` of a command.
@@ -100,7 +107,7 @@ impl std::fmt::Debug for NewCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             NewCode::Local { .. } => f.write_str("NewCode(***)"),
-            NewCode::TwilioVerify => f.write_str("NewCode(Twilio Verify)"),
+            NewCode::TwilioVerify { .. } => f.write_str("NewCode(Twilio Verify)"),
         }
     }
 }
@@ -110,7 +117,13 @@ impl NewCode {
     fn plain(&self) -> String {
         match self {
             NewCode::Local { plain, .. } => plain.clone(),
-            NewCode::TwilioVerify => String::new(),
+            NewCode::TwilioVerify { .. } => String::new(),
+        }
+    }
+
+    pub fn language(&self) -> Language {
+        match self {
+            NewCode::Local { language, .. } | NewCode::TwilioVerify { language } => *language,
         }
     }
 }
@@ -149,6 +162,7 @@ pub struct SmsToSend {
     pub to: PhoneNumber,
     /// Empty when Twilio Verify makes the code.
     pub code: String,
+    pub language: Language,
 }
 
 impl std::fmt::Debug for SmsToSend {
@@ -194,9 +208,10 @@ fn code_added(code: &NewCode, policy: &CodePolicy, now: Millis) -> Event {
     Event::CodeAdded {
         code_hash: match code {
             NewCode::Local { hash, .. } => Some(hash.clone()),
-            NewCode::TwilioVerify => None,
+            NewCode::TwilioVerify { .. } => None,
         },
         expires_at: now + policy.lifetime_ms,
+        language: Some(code.language()),
     }
 }
 
@@ -225,6 +240,7 @@ fn decide_set(
         sms: Some(SmsToSend {
             to: phone.clone(),
             code: code.plain(),
+            language: code.language(),
         }),
     }
 }
@@ -259,6 +275,7 @@ fn decide_resend(
         sms: Some(SmsToSend {
             to: phone.clone(),
             code: code.plain(),
+            language: code.language(),
         }),
     }
 }
@@ -326,10 +343,15 @@ mod tests {
         PhoneNumber::parse(raw).unwrap()
     }
 
+    fn french() -> Language {
+        Language::from_code("fr").unwrap()
+    }
+
     fn new_code(hasher: &CodeHasher, plain: &str) -> NewCode {
         NewCode::Local {
             plain: plain.to_owned(),
             hash: hasher.hash(plain),
+            language: french(),
         }
     }
 
@@ -705,6 +727,15 @@ mod tests {
             assert_eq!(d.sms.is_some(), sms, "{name}");
             if let (Some(sms), Command::Set { phone, .. }) = (&d.sms, &when) {
                 assert_eq!(&sms.to, phone, "{name}: the SMS goes to the new number");
+            }
+            // The language of the request goes with its code: into the event and the SMS.
+            if let Some(sms) = &d.sms {
+                assert_eq!(sms.language, french(), "{name}");
+            }
+            for e in &d.events {
+                if let Event::CodeAdded { language, .. } = e {
+                    assert_eq!(*language, Some(french()), "{name}");
+                }
             }
         }
     }

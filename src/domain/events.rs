@@ -4,6 +4,7 @@ use serde_json::Value;
 
 use super::{CodeHash, PhoneNumber};
 use crate::clock::Millis;
+use crate::i18n::Language;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -15,6 +16,9 @@ pub enum Event {
     CodeAdded {
         code_hash: Option<CodeHash>,
         expires_at: Millis,
+        /// The language of the request that asked for the code, in which its SMS was
+        /// written; `None` in events stored before languages were recorded (the default).
+        language: Option<Language>,
     },
     /// The provider accepted the SMS; Twilio Verify names its verification (`VE…`).
     CodeSent {
@@ -40,6 +44,9 @@ struct CodeAddedPayload {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     generator_id: Option<String>,
     expiry_ms: Millis,
+    /// A code that is no longer shipped reads back as none, so the event still does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    language: Option<String>,
 }
 
 /// The generator id of codes Twilio Verify makes.
@@ -79,10 +86,12 @@ impl Event {
             Event::CodeAdded {
                 code_hash,
                 expires_at,
+                language,
             } => serde_json::to_value(CodeAddedPayload {
                 code_hash: code_hash.clone(),
                 generator_id: code_hash.is_none().then(|| TWILIO_VERIFY.to_owned()),
                 expiry_ms: *expires_at,
+                language: language.map(|l| l.code().to_owned()),
             })
             .expect("plain struct"),
             Event::CodeSent {
@@ -114,6 +123,7 @@ impl Event {
                 Event::CodeAdded {
                     code_hash: p.code_hash,
                     expires_at: p.expiry_ms,
+                    language: p.language.as_deref().and_then(Language::from_code),
                 }
             }
             "user.human.phone.code.sent" => Event::CodeSent {
@@ -138,6 +148,7 @@ mod tests {
         let added = Event::CodeAdded {
             code_hash: None,
             expires_at: 5,
+            language: None,
         };
         let payload = added.payload().to_string();
         assert_eq!(payload, r#"{"expiryMs":5,"generatorId":"twilio_verify"}"#);
@@ -167,5 +178,39 @@ mod tests {
             Event::from_stored("user.human.phone.code.added", r#"{"expiryMs":5}"#),
             None
         );
+    }
+
+    #[test]
+    fn code_added_keeps_its_language_and_older_events_still_read() {
+        let hash = super::super::CodeHasher::new([1; 32]).hash("K7Q2XZ");
+        let de = Language::from_code("de");
+        let event = Event::CodeAdded {
+            code_hash: Some(hash.clone()),
+            expires_at: 7,
+            language: de,
+        };
+        let payload = event.payload().to_string();
+        assert!(payload.contains(r#""language":"de""#), "{payload}");
+        assert_eq!(
+            Event::from_stored(event.event_type(), &payload),
+            Some(event)
+        );
+        // Written before languages were recorded, or with one no longer shipped: the default.
+        let code_hash = serde_json::to_value(&hash).unwrap();
+        let code_hash = code_hash.as_str().unwrap();
+        for old in [
+            format!(r#"{{"codeHash":"{code_hash}","expiryMs":7}}"#),
+            format!(r#"{{"codeHash":"{code_hash}","expiryMs":7,"language":"tlh"}}"#),
+        ] {
+            assert_eq!(
+                Event::from_stored("user.human.phone.code.added", &old),
+                Some(Event::CodeAdded {
+                    code_hash: Some(hash.clone()),
+                    expires_at: 7,
+                    language: None,
+                }),
+                "{old}"
+            );
+        }
     }
 }

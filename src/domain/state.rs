@@ -45,6 +45,7 @@ impl PhoneState {
             Event::CodeAdded {
                 code_hash,
                 expires_at,
+                ..
             } => {
                 self.code = Some(PendingCode {
                     hash: code_hash.clone(),
@@ -225,6 +226,7 @@ mod tests {
                 &Event::CodeAdded {
                     code_hash: None,
                     expires_at: 99,
+                    language: None,
                 },
                 2,
                 10,

@@ -127,6 +127,7 @@ mod tests {
     use super::*;
     use crate::clock::Millis;
     use crate::domain::{Command, NewCode, Policies, decide};
+    use crate::i18n::Language;
 
     const P1: &str = "+41710000001";
     const P2: &str = "+41710000002";
@@ -149,7 +150,9 @@ mod tests {
     fn set(p: &str) -> Command {
         Command::Set {
             phone: phone(p),
-            code: NewCode::TwilioVerify,
+            code: NewCode::TwilioVerify {
+                language: Language::from_code("en").unwrap(),
+            },
         }
     }
 
@@ -249,6 +252,7 @@ mod tests {
                 code: NewCode::Local {
                     plain: "A".into(),
                     hash: crate::domain::CodeHasher::new([0; 32]).hash("A"),
+                    language: Language::from_code("en").unwrap(),
                 },
             },
             0,
@@ -285,7 +289,9 @@ mod tests {
                     (set(P1), 0),
                     (
                         Command::Resend {
-                            code: NewCode::TwilioVerify,
+                            code: NewCode::TwilioVerify {
+                                language: Language::from_code("en").unwrap(),
+                            },
                         },
                         30_000,
                     ),
@@ -307,7 +313,9 @@ mod tests {
                     (set(P1), 0),
                     (
                         Command::Resend {
-                            code: NewCode::TwilioVerify,
+                            code: NewCode::TwilioVerify {
+                                language: Language::from_code("en").unwrap(),
+                            },
                         },
                         30_000,
                     ),

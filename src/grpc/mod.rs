@@ -13,7 +13,8 @@ use crate::app::Change;
 use crate::auth::{AuthenticatedUser, single_bearer_token};
 use crate::clock::Millis;
 use crate::domain::{PhoneNumber, ResourceOwner, VerificationCode, validate_phone_field};
-use crate::error::{ApiError, ERROR_DETAIL_TYPE};
+use crate::error::{ApiError, ERROR_DETAIL_TYPE, Localized};
+use crate::i18n::Language;
 use crate::state::AppState;
 
 mod health;
@@ -61,16 +62,19 @@ pub const METHODS: [&str; 5] = [
     "RemoveMyPhone",
 ];
 
-/// The catalog entry of an error as a gRPC status: code, `"<text> (<id>)"`, and the
-/// `zitadel.v1.ErrorDetail` inside `grpc-status-details-bin`; rows without an id (validation,
-/// a missing auth header) carry the plain message and no details, as ZITADEL's do.
+/// The catalog entry of an error as a gRPC status, in English.
 pub fn status_of(err: &ApiError) -> Status {
+    status_in(err, Language::ENGLISH)
+}
+
+/// The catalog entry of an error as a gRPC status: code, `"<text> (<id>)"` in `language`, and
+/// the `zitadel.v1.ErrorDetail` inside `grpc-status-details-bin`; rows without an id
+/// (validation, a missing auth header) carry the plain message and no details, as ZITADEL's do.
+pub fn status_in(err: &ApiError, language: Language) -> Status {
     let entry = err.entry();
     let code = tonic::Code::from_i32(entry.grpc_code);
-    let text = match err {
-        ApiError::Validation(message) => message.as_str(),
-        _ => entry.text,
-    };
+    let text = err.text_in(language);
+    let text = text.as_ref();
     let mut status = match entry.id {
         Some(id) => {
             let message = format!("{text} ({id})");
@@ -125,21 +129,44 @@ impl PhoneGrpc {
     async fn authenticate<T>(&self, req: &Request<T>) -> Result<AuthenticatedUser, ApiError> {
         let values = req.metadata().get_all("authorization");
         let token = single_bearer_token(values.iter().map(|v| v.as_bytes()))?;
-        let user = self.state.verifier.verify(token).await?;
+        let claims = self.state.verifier.verify(token).await?;
         // The same `user` field the REST handlers' spans carry.
-        tracing::Span::current().record("user", tracing::field::display(&user.user_id));
-        Ok(user)
+        tracing::Span::current().record("user", tracing::field::display(&claims.user_id));
+        let accept_language = req.metadata().get_all("accept-language");
+        Ok(claims.speaking(
+            &self.state.negotiator,
+            accept_language.iter().map(|v| v.as_bytes()),
+        ))
     }
 
-    /// Times the call, counts it by method and code, and logs it like a REST request.
-    async fn observe<T>(
+    /// Authenticates the call and runs `work` for the caller, whose language its errors
+    /// answer in; times the call, counts it by method and code, and logs it like a REST
+    /// request.
+    async fn serve<M, T>(
         &self,
         method: &'static str,
-        call: impl Future<Output = Result<T, ApiError>>,
+        request: &Request<M>,
+        work: impl AsyncFnOnce(AuthenticatedUser) -> Result<T, ApiError>,
     ) -> Result<Response<T>, Status> {
+        let call = async {
+            let user = self
+                .authenticate(request)
+                .await
+                .map_err(|error| Localized {
+                    error,
+                    language: Language::ENGLISH,
+                })?;
+            let language = user.language;
+            work(user)
+                .await
+                .map_err(|error| Localized { error, language })
+        };
         let start = Instant::now();
         let span = tracing::info_span!("grpc", method, user = tracing::field::Empty);
-        let result = call.instrument(span).await.map_err(|e| status_of(&e));
+        let result = call
+            .instrument(span)
+            .await
+            .map_err(|e| status_in(&e.error, e.language));
         let code = match &result {
             Ok(_) => tonic::Code::Ok,
             Err(status) => status.code(),
@@ -173,8 +200,7 @@ impl AuthService for PhoneGrpc {
         &self,
         request: Request<auth::GetMyPhoneRequest>,
     ) -> Result<Response<auth::GetMyPhoneResponse>, Status> {
-        self.observe("GetMyPhone", async {
-            let user = self.authenticate(&request).await?;
+        self.serve("GetMyPhone", &request, async |user| {
             let state = self.state.service.get(&user.user_id).await?;
             Ok(auth::GetMyPhoneResponse {
                 details: Some(ObjectDetails {
@@ -201,13 +227,12 @@ impl AuthService for PhoneGrpc {
         &self,
         request: Request<auth::SetMyPhoneRequest>,
     ) -> Result<Response<auth::SetMyPhoneResponse>, Status> {
-        self.observe("SetMyPhone", async {
-            let user = self.authenticate(&request).await?;
+        self.serve("SetMyPhone", &request, async |user| {
             let phone = decode_phone(&request.get_ref().phone)?;
             let change = self
                 .state
                 .service
-                .set(&user.user_id, &user.resource_owner, phone)
+                .set(&user.user_id, &user.resource_owner, phone, user.language)
                 .await?;
             Ok(auth::SetMyPhoneResponse {
                 details: change_details(change, &user.resource_owner),
@@ -220,8 +245,7 @@ impl AuthService for PhoneGrpc {
         &self,
         request: Request<auth::VerifyMyPhoneRequest>,
     ) -> Result<Response<auth::VerifyMyPhoneResponse>, Status> {
-        self.observe("VerifyMyPhone", async {
-            let user = self.authenticate(&request).await?;
+        self.serve("VerifyMyPhone", &request, async |user| {
             let code = decode_code(&request.get_ref().code)?;
             let change = self
                 .state
@@ -239,12 +263,11 @@ impl AuthService for PhoneGrpc {
         &self,
         request: Request<auth::ResendMyPhoneVerificationRequest>,
     ) -> Result<Response<auth::ResendMyPhoneVerificationResponse>, Status> {
-        self.observe("ResendMyPhoneVerification", async {
-            let user = self.authenticate(&request).await?;
+        self.serve("ResendMyPhoneVerification", &request, async |user| {
             let change = self
                 .state
                 .service
-                .resend(&user.user_id, &user.resource_owner)
+                .resend(&user.user_id, &user.resource_owner, user.language)
                 .await?;
             Ok(auth::ResendMyPhoneVerificationResponse {
                 details: change_details(change, &user.resource_owner),
@@ -257,8 +280,7 @@ impl AuthService for PhoneGrpc {
         &self,
         request: Request<auth::RemoveMyPhoneRequest>,
     ) -> Result<Response<auth::RemoveMyPhoneResponse>, Status> {
-        self.observe("RemoveMyPhone", async {
-            let user = self.authenticate(&request).await?;
+        self.serve("RemoveMyPhone", &request, async |user| {
             let change = self
                 .state
                 .service

@@ -10,7 +10,7 @@ use crate::app::Change;
 use crate::auth::AuthenticatedUser;
 use crate::clock::rfc3339;
 use crate::domain::ResourceOwner;
-use crate::error::ApiError;
+use crate::error::{ApiError, Localized};
 use crate::routes::body::{
     ResendMyPhoneVerificationRequest, SetMyPhoneRequest, VerifyMyPhoneRequest, decode_resend,
     decode_set_phone, decode_verify_code,
@@ -111,6 +111,20 @@ fn change_details(change: Change, owner: &ResourceOwner) -> ObjectDetails {
     }
 }
 
+/// Runs a handler's work after authentication: its errors answer in the caller's language.
+async fn in_language<T>(
+    user: &AuthenticatedUser,
+    work: impl Future<Output = Result<T, ApiError>>,
+) -> poem::Result<T> {
+    work.await.map_err(|error| {
+        Localized {
+            error,
+            language: user.language,
+        }
+        .into()
+    })
+}
+
 fn content_type(req: &Request) -> Option<&str> {
     req.headers()
         .get(header::CONTENT_TYPE)
@@ -152,22 +166,21 @@ pub async fn get_my_phone(
     user: AuthenticatedUser,
     Data(app): Data<&Arc<AppState>>,
 ) -> poem::Result<Json<GetMyPhoneResponse>> {
-    let state = app
-        .service
-        .get(&user.user_id)
-        .await
-        .map_err(ApiError::from)?;
-    let details = ObjectDetails {
-        sequence: (state.sequence > 0).then(|| state.sequence.to_string()),
-        creation_date: state.created_at.map(rfc3339),
-        change_date: state.changed_at.map(rfc3339),
-        resource_owner: Some(user.resource_owner.to_string()),
-    };
-    let phone = Phone {
-        phone: state.phone.as_ref().map(|p| p.to_string()),
-        is_phone_verified: state.phone.is_some() && state.verified,
-    };
-    Ok(Json(GetMyPhoneResponse { details, phone }))
+    in_language(&user, async {
+        let state = app.service.get(&user.user_id).await?;
+        let details = ObjectDetails {
+            sequence: (state.sequence > 0).then(|| state.sequence.to_string()),
+            creation_date: state.created_at.map(rfc3339),
+            change_date: state.changed_at.map(rfc3339),
+            resource_owner: Some(user.resource_owner.to_string()),
+        };
+        let phone = Phone {
+            phone: state.phone.as_ref().map(|p| p.to_string()),
+            is_phone_verified: state.phone.is_some() && state.verified,
+        };
+        Ok(Json(GetMyPhoneResponse { details, phone }))
+    })
+    .await
 }
 
 #[utoipa::path(
@@ -189,15 +202,17 @@ pub async fn set_my_phone(
     req: &Request,
     body: Body,
 ) -> poem::Result<Json<SetMyPhoneResponse>> {
-    let phone = decode_set_phone(content_type(req), &read_body(app, req, body).await?)?;
-    let change = app
-        .service
-        .set(&user.user_id, &user.resource_owner, phone)
-        .await
-        .map_err(ApiError::from)?;
-    Ok(Json(SetMyPhoneResponse {
-        details: change_details(change, &user.resource_owner),
-    }))
+    in_language(&user, async {
+        let phone = decode_set_phone(content_type(req), &read_body(app, req, body).await?)?;
+        let change = app
+            .service
+            .set(&user.user_id, &user.resource_owner, phone, user.language)
+            .await?;
+        Ok(Json(SetMyPhoneResponse {
+            details: change_details(change, &user.resource_owner),
+        }))
+    })
+    .await
 }
 
 #[utoipa::path(
@@ -219,15 +234,17 @@ pub async fn verify_my_phone(
     req: &Request,
     body: Body,
 ) -> poem::Result<Json<VerifyMyPhoneResponse>> {
-    let code = decode_verify_code(content_type(req), &read_body(app, req, body).await?)?;
-    let change = app
-        .service
-        .verify(&user.user_id, &user.resource_owner, &code)
-        .await
-        .map_err(ApiError::from)?;
-    Ok(Json(VerifyMyPhoneResponse {
-        details: change_details(change, &user.resource_owner),
-    }))
+    in_language(&user, async {
+        let code = decode_verify_code(content_type(req), &read_body(app, req, body).await?)?;
+        let change = app
+            .service
+            .verify(&user.user_id, &user.resource_owner, &code)
+            .await?;
+        Ok(Json(VerifyMyPhoneResponse {
+            details: change_details(change, &user.resource_owner),
+        }))
+    })
+    .await
 }
 
 #[utoipa::path(
@@ -249,15 +266,17 @@ pub async fn resend_my_phone_verification(
     req: &Request,
     body: Body,
 ) -> poem::Result<Json<ResendMyPhoneVerificationResponse>> {
-    decode_resend(content_type(req), &read_body(app, req, body).await?)?;
-    let change = app
-        .service
-        .resend(&user.user_id, &user.resource_owner)
-        .await
-        .map_err(ApiError::from)?;
-    Ok(Json(ResendMyPhoneVerificationResponse {
-        details: change_details(change, &user.resource_owner),
-    }))
+    in_language(&user, async {
+        decode_resend(content_type(req), &read_body(app, req, body).await?)?;
+        let change = app
+            .service
+            .resend(&user.user_id, &user.resource_owner, user.language)
+            .await?;
+        Ok(Json(ResendMyPhoneVerificationResponse {
+            details: change_details(change, &user.resource_owner),
+        }))
+    })
+    .await
 }
 
 #[utoipa::path(
@@ -276,12 +295,14 @@ pub async fn remove_my_phone(
     user: AuthenticatedUser,
     Data(app): Data<&Arc<AppState>>,
 ) -> poem::Result<Json<RemoveMyPhoneResponse>> {
-    let change = app
-        .service
-        .remove(&user.user_id, &user.resource_owner)
-        .await
-        .map_err(ApiError::from)?;
-    Ok(Json(RemoveMyPhoneResponse {
-        details: change_details(change, &user.resource_owner),
-    }))
+    in_language(&user, async {
+        let change = app
+            .service
+            .remove(&user.user_id, &user.resource_owner)
+            .await?;
+        Ok(Json(RemoveMyPhoneResponse {
+            details: change_details(change, &user.resource_owner),
+        }))
+    })
+    .await
 }

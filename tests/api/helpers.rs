@@ -135,6 +135,14 @@ impl TestApp {
         self.token_for(user, ORG)
     }
 
+    /// A token whose language claim (`locale`) is `language`.
+    pub fn token_speaking(&self, user: &str, language: &str) -> String {
+        self.state
+            .verifier
+            .issue_speaking(user, ORG, Some(language), chrono::Utc::now().timestamp())
+            .expect("local token")
+    }
+
     pub fn token_for(&self, user: &str, org: &str) -> String {
         self.state
             .verifier

@@ -9,6 +9,7 @@ mod flow;
 mod grpc;
 mod hardening;
 mod helpers;
+mod i18n;
 mod limits;
 mod logging;
 mod metrics;

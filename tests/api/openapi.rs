@@ -71,6 +71,14 @@ fn every_operation_documents_its_contract_facts() {
         assert_eq!(op["summary"], summary);
         assert_eq!(op["tags"], serde_json::json!(["User Phone"]));
         assert_eq!(op["security"], serde_json::json!([{"BearerAuth": []}]));
+        let params = op["parameters"].as_array().expect("parameters");
+        assert!(
+            params.iter().any(|p| p["name"] == "Accept-Language"
+                && p["in"] == "header"
+                && p["required"] == false
+                && p["schema"]["type"] == "string"),
+            "{id} documents Accept-Language: {params:?}"
+        );
         for status in ["200", "401", "500", "503"] {
             assert!(
                 op["responses"][status].is_object(),

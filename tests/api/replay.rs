@@ -2,6 +2,7 @@
 use phoneproof::domain::{
     CodeHasher, Command, NewCode, PhoneNumber, PhoneState, ResourceOwner, UserId,
 };
+use phoneproof::i18n::Language;
 use proptest::prelude::*;
 
 use crate::helpers::*;
@@ -51,7 +52,9 @@ fn folding_the_event_log_gives_the_projection() {
                 continue;
             }
             let plain = format!("C{case}X{i}");
-            let code = NewCode::Local { hash: hasher.hash(&plain), plain: plain.clone() };
+            // Codes in every language, so events with each read back.
+            let language = Language::all().nth(i % 20).unwrap();
+            let code = NewCode::Local { hash: hasher.hash(&plain), plain: plain.clone(), language };
             let candidate = if matches!(s, Step::Verify { right: true }) { last_code.clone() } else { "WRONG".into() };
             let now = app.now_ms();
             let command = match s {

@@ -84,14 +84,14 @@ fn count(types: &[String], name: &str) -> usize {
 }
 
 #[tokio::test]
-async fn twilio_verify_start_gets_to_and_channel_with_basic_auth_and_no_code_of_ours() {
+async fn twilio_verify_start_gets_to_channel_and_locale_with_basic_auth_and_no_code_of_ours() {
     let twilio = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path(START))
         .and(basic_auth("AC123", TOKEN))
         .and(header("content-type", "application/x-www-form-urlencoded"))
         .respond_with(started("VE0123"))
-        .expect(1)
+        .expect(2)
         .mount(&twilio)
         .await;
     let app = spawn_verify_mode(&twilio).await;
@@ -100,13 +100,32 @@ async fn twilio_verify_start_gets_to_and_channel_with_basic_auth_and_no_code_of_
     assert_eq!(deliver(&app).await, [Delivery::Delivered]);
 
     let req = &requests_to(&twilio, START).await[0];
-    // No Locale: no language is recorded with codes yet, so Twilio picks one by country.
+    // The language recorded with the code: the default one when the request named none.
     assert_eq!(
         form(&req.body),
         [
             ("To".into(), PHONE.into()),
-            ("Channel".into(), "sms".into())
+            ("Channel".into(), "sms".into()),
+            ("Locale".into(), "en".into())
         ]
+    );
+    // A Set in French asks Twilio for a French SMS.
+    let french = app
+        .client
+        .put(format!("{}/auth/v1/users/me/phone", app.address))
+        .bearer_auth(app.token("vstart-fr"))
+        .header("accept-language", "fr-CH, de;q=0.5")
+        .json(&json!({"phone": PHONE}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(french.status(), 200);
+    assert_eq!(deliver(&app).await, [Delivery::Delivered]);
+    let req = &requests_to(&twilio, START).await[1];
+    assert!(
+        form(&req.body).contains(&("Locale".into(), "fr".into())),
+        "{:?}",
+        form(&req.body)
     );
     let events = app.events("vstart").await;
     let added = events
@@ -158,6 +177,7 @@ async fn twilio_verify_start_sends_the_recorded_language_as_locale() {
         code: String::new(),
         event_type: "user.human.phone.code.added".into(),
         language: Some("de".into()),
+        template: None,
     };
     assert_eq!(client.start(&msg).await, Ok(Some("VE9".into())));
     let req = &twilio.received_requests().await.unwrap()[0];
