@@ -17,7 +17,7 @@ use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::decode_key;
-use crate::domain::{CodePolicy, SendPolicy};
+use crate::domain::{CodePolicy, DestinationPolicy, NUMBER_TYPES, Region, RegionRules, SendPolicy};
 use crate::store::PgTuning;
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +84,13 @@ pub struct Settings {
     pub code: CodeSettings,
     pub sms: SmsSettings,
     pub outbox: OutboxSettings,
+    pub fraud: FraudSettings,
+}
+
+/// Against SMS pumping and bombing (README, "Abuse protection").
+#[derive(Debug, Clone)]
+pub struct FraudSettings {
+    pub destinations: DestinationPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -340,12 +347,35 @@ impl fmt::Display for Settings {
             c.lifetime_ms / 1000,
             c.max_attempts
         )?;
-        write!(
+        writeln!(
             f,
             "sends: resend cooldown {} s, at most {} codes per {} s per user",
             s.resend_cooldown_ms / 1000,
             s.max_per_window,
             s.window_ms / 1000
+        )?;
+        let d = &self.fraud.destinations;
+        let types: Vec<&str> = crate::domain::NUMBER_TYPES
+            .iter()
+            .filter(|(_, t)| d.allowed_types.contains(t))
+            .map(|(n, _)| *n)
+            .collect();
+        let regions = |list: &[Region]| list.iter().map(|r| r.to_string()).collect::<Vec<_>>();
+        let mut allowed = regions(&d.regions.allowed);
+        if d.regions.all_geographic {
+            allowed.insert(0, "*".into());
+        }
+        let denied = regions(&d.regions.denied);
+        write!(
+            f,
+            "destinations: types {}; regions {}{}",
+            types.join(","),
+            allowed.join(","),
+            if denied.is_empty() {
+                String::new()
+            } else {
+                format!(" except {}", denied.join(","))
+            }
         )
     }
 }
@@ -500,6 +530,24 @@ impl Default for RawOutbox {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+struct RawFraud {
+    allowed_number_types: String,
+    allowed_regions: String,
+    denied_regions: String,
+}
+
+impl Default for RawFraud {
+    fn default() -> Self {
+        Self {
+            allowed_number_types: "mobile,fixed_line,fixed_line_or_mobile".into(),
+            allowed_regions: "*".into(),
+            denied_regions: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 struct RawSettings {
     listen: String,
     data_dir: PathBuf,
@@ -517,6 +565,7 @@ struct RawSettings {
     code: RawCode,
     sms: RawSms,
     outbox: RawOutbox,
+    fraud: RawFraud,
 }
 
 impl Default for RawSettings {
@@ -538,6 +587,7 @@ impl Default for RawSettings {
             code: RawCode::default(),
             sms: RawSms::default(),
             outbox: RawOutbox::default(),
+            fraud: RawFraud::default(),
         }
     }
 }
@@ -722,6 +772,55 @@ fn parse(raw: RawSettings) -> Result<Settings, ConfigError> {
         code: parse_code(raw.code)?,
         sms,
         outbox,
+        fraud: parse_fraud(raw.fraud)?,
+    })
+}
+
+/// The comma-separated items of a list setting, trimmed, empty ones skipped.
+fn list(raw: &str) -> impl Iterator<Item = &str> {
+    raw.split(',').map(str::trim).filter(|v| !v.is_empty())
+}
+
+fn parse_fraud(f: RawFraud) -> Result<FraudSettings, ConfigError> {
+    let mut allowed_types = Vec::new();
+    for name in list(&f.allowed_number_types) {
+        let Some((_, kind)) = NUMBER_TYPES.iter().find(|(n, _)| *n == name) else {
+            let known: Vec<&str> = NUMBER_TYPES.iter().map(|(n, _)| *n).collect();
+            return Err(bad(
+                "fraud.allowed_number_types",
+                format!("`{name}` is not one of {}", known.join(", ")),
+            ));
+        };
+        allowed_types.push(*kind);
+    }
+    let regions = |key: &str, raw: &str| -> Result<(bool, Vec<Region>), ConfigError> {
+        let mut all = false;
+        let mut out = Vec::new();
+        for item in list(raw) {
+            match item {
+                "*" => all = true,
+                code => out.push(code.parse().map_err(|e: String| bad(key, e))?),
+            }
+        }
+        Ok((all, out))
+    };
+    let (all_geographic, allowed) = regions("fraud.allowed_regions", &f.allowed_regions)?;
+    let (star, denied) = regions("fraud.denied_regions", &f.denied_regions)?;
+    if star {
+        return Err(bad(
+            "fraud.denied_regions",
+            "`*` is for fraud.allowed_regions",
+        ));
+    }
+    Ok(FraudSettings {
+        destinations: DestinationPolicy {
+            allowed_types,
+            regions: RegionRules {
+                all_geographic,
+                allowed,
+                denied,
+            },
+        },
     })
 }
 
@@ -1021,7 +1120,7 @@ mod tests {
         ] {
             assert_eq!(names.get(env).map(String::as_str), Some(key), "{env}");
         }
-        assert_eq!(names.len(), 51, "{names:?}");
+        assert_eq!(names.len(), 54, "{names:?}");
     }
 
     #[test]
@@ -1057,6 +1156,18 @@ mod tests {
                 "`grpc_web_allowed_origins`",
             ),
             (
+                &[("PHONEPROOF_FRAUD_ALLOWED_NUMBER_TYPES", "mobile,landline")],
+                "`fraud.allowed_number_types`",
+            ),
+            (
+                &[("PHONEPROOF_FRAUD_ALLOWED_REGIONS", "CH,Switzerland")],
+                "`fraud.allowed_regions`",
+            ),
+            (
+                &[("PHONEPROOF_FRAUD_DENIED_REGIONS", "*")],
+                "`fraud.denied_regions`",
+            ),
+            (
                 &[("PHONEPROOF_NO_SUCH_THING", "1")],
                 "`PHONEPROOF_NO_SUCH_THING`",
             ),
@@ -1065,6 +1176,32 @@ mod tests {
             let err = Settings::load(None, &env(vars)).unwrap_err().to_string();
             assert!(err.contains(key), "{vars:?}: {err}");
         }
+    }
+
+    #[test]
+    fn fraud_lists_parse_into_the_destination_policy() {
+        let d = Settings::default().fraud.destinations;
+        assert_eq!(d, DestinationPolicy::default());
+        let s = Settings::load(
+            None,
+            &env(&[
+                ("PHONEPROOF_FRAUD_ALLOWED_NUMBER_TYPES", "mobile, voip"),
+                ("PHONEPROOF_FRAUD_ALLOWED_REGIONS", "CH,DE, 881"),
+                ("PHONEPROOF_FRAUD_DENIED_REGIONS", "DE"),
+            ]),
+        )
+        .unwrap();
+        let d = s.fraud.destinations;
+        assert_eq!(
+            d.allowed_types,
+            vec![
+                crate::domain::NumberType::Mobile,
+                crate::domain::NumberType::Voip
+            ]
+        );
+        assert!(!d.regions.all_geographic);
+        assert_eq!(d.regions.allowed.len(), 3);
+        assert_eq!(d.regions.denied, vec!["DE".parse().unwrap()]);
     }
 
     #[test]

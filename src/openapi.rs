@@ -9,7 +9,9 @@ use utoipa::openapi::{
 };
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::domain::{CODE_LENGTH_MESSAGE, DomainError, PHONE_LENGTH_MESSAGE, PHONE_PREFIX_MESSAGE};
+use crate::domain::{
+    CODE_LENGTH_MESSAGE, DomainError, PHONE_LENGTH_MESSAGE, PHONE_PREFIX_MESSAGE, Rule,
+};
 use crate::error::ApiError;
 use crate::routes::phone;
 
@@ -80,6 +82,10 @@ fn operation_errors(operation_id: &str) -> Vec<(&'static str, ApiError)> {
             ("PHONE-so0wa", DomainError::PhoneInvalid.into()),
             ("COMMAND-wF94r", DomainError::PhoneNotChanged.into()),
             (
+                "PHONEPROOF-nosms",
+                DomainError::NumberRefused(Rule::NumberType).into(),
+            ),
+            (
                 "throttled",
                 DomainError::SendThrottled {
                     retry_after_secs: 420,
@@ -98,6 +104,10 @@ fn operation_errors(operation_id: &str) -> Vec<(&'static str, ApiError)> {
             ("malformed", malformed),
             ("COMMAND-2M9sf", DomainError::PhoneAlreadyVerified.into()),
             ("COMMAND-2b7Hf", DomainError::ResendPhoneNotFound.into()),
+            (
+                "PHONEPROOF-nosms",
+                DomainError::NumberRefused(Rule::NumberType).into(),
+            ),
             (
                 "throttled",
                 DomainError::SendThrottled {

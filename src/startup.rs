@@ -138,20 +138,23 @@ impl Core {
         let policies = Policies {
             code: settings.code.policy.clone(),
             send: settings.code.send.clone(),
+            destinations: settings.fraud.destinations.clone(),
         };
+        let metrics = Arc::new(Metrics::default());
         let service = PhoneService::new(
             store,
             clock.unwrap_or_else(|| Arc::new(SystemClock)),
             policies,
             CodeHasher::new(secrets.code_key),
             sealer.clone(),
+            metrics.clone(),
         );
         Ok(Core {
             settings,
             secrets,
             service,
             sealer,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
         })
     }
 

@@ -5,15 +5,17 @@
 mod writer;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
 use crate::clock::{Millis, SharedClock};
 use crate::domain::{
-    CodeHasher, Command, DomainError, NewCode, PhoneNumber, PhoneState, Policies, ResourceOwner,
-    UserId, VerificationCode, generate_code, os_random,
+    CodeHasher, Command, DomainError, NewCode, NumberFacts, PhoneNumber, PhoneState, Policies,
+    Region, ResourceOwner, Rule, UserId, VerificationCode, generate_code, os_random, screen,
 };
+use crate::metrics::Metrics;
 use crate::sealed_sms::SmsSealer;
 use crate::store::{Store, StoreError};
 
@@ -56,6 +58,10 @@ struct Inner {
     hasher: CodeHasher,
     outbox_wakeup: Arc<Notify>,
     writer: Writer,
+    metrics: Arc<Metrics>,
+    /// The minute a circuit breaker was last logged as open, so an attack logs once a
+    /// minute, not once a request.
+    breaker_logged: AtomicI64,
 }
 
 /// Cheap to clone; every clone is the same service.
@@ -72,6 +78,7 @@ impl PhoneService {
         policies: Policies,
         hasher: CodeHasher,
         sealer: SmsSealer,
+        metrics: Arc<Metrics>,
     ) -> PhoneService {
         let outbox_wakeup = Arc::new(Notify::new());
         let writer = Writer::start(
@@ -88,6 +95,8 @@ impl PhoneService {
                 hasher,
                 outbox_wakeup,
                 writer,
+                metrics,
+                breaker_logged: AtomicI64::new(i64::MIN),
             }),
         }
     }
@@ -123,6 +132,13 @@ impl PhoneService {
         owner: &ResourceOwner,
         phone: PhoneNumber,
     ) -> Result<Change, AppError> {
+        // Refused before a code is drawn or the write path is asked: a flood of numbers
+        // that cannot get codes costs no transaction.
+        let facts = NumberFacts::of(&phone);
+        if let Err(refused) = screen(&facts, &self.inner.policies.destinations) {
+            self.count_refusal(&refused, facts.region);
+            return Err(refused.into());
+        }
         let code = self.new_code();
         self.change(user, owner, Command::Set { phone, code }).await
     }
@@ -218,12 +234,40 @@ impl PhoneService {
         command: Command,
     ) -> Result<Change, AppError> {
         crate::faults::panic_if_asked(user.as_ref(), "service");
+        let asked_for = match &command {
+            Command::Set { phone, .. } => Some(phone.clone()),
+            _ => None,
+        };
         let done = self.execute(user, owner, command).await?;
+        if let Err(refused) = &done.outcome {
+            // A refused Set leaves the old number in the state; the refused one is asked for.
+            let to = asked_for.as_ref().or(done.state.phone.as_ref());
+            self.count_refusal(refused, to.and_then(|p| NumberFacts::of(p).region));
+        }
         done.outcome?;
         Ok(Change {
             sequence: done.state.sequence,
             changed_at: done.state.changed_at.unwrap_or_default(),
         })
+    }
+
+    /// Counts a refused send by rule and region; an open circuit breaker is an error for
+    /// the operator (the bill is at stake), logged once a minute per process.
+    fn count_refusal(&self, refused: &DomainError, region: Option<Region>) {
+        let Some(rule) = refused.rule() else {
+            return;
+        };
+        self.inner.metrics.count_refusal(rule, region);
+        if matches!(rule, Rule::GlobalBreaker | Rule::RegionBreaker) {
+            let minute = self.now().div_euclid(60_000);
+            if self.inner.breaker_logged.swap(minute, Ordering::Relaxed) != minute {
+                tracing::error!(
+                    %rule,
+                    region = %region.map(|r| r.to_string()).unwrap_or_default(),
+                    "SMS circuit breaker open: new codes are refused until the window ends"
+                );
+            }
+        }
     }
 
     fn new_code(&self) -> NewCode {

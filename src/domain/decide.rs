@@ -1,6 +1,9 @@
 //! Pure decisions: (state, command, now) -> events, an answer and the SMS to send.
 //! No I/O, no clock, no RNG: the caller passes the time and the freshly drawn code.
-use super::{CodeHash, CodePolicy, DomainError, Event, PhoneNumber, PhoneState};
+use super::{
+    CodeHash, CodePolicy, DestinationPolicy, DomainError, Event, NumberFacts, PhoneNumber,
+    PhoneState, screen,
+};
 use crate::clock::Millis;
 
 /// What a user (or the delivery worker) asks of one phone.
@@ -42,10 +45,29 @@ impl Command {
 pub struct Policies {
     pub code: CodePolicy,
     pub send: SendPolicy,
+    pub destinations: DestinationPolicy,
 }
 
 /// The one decision entry point: what `command` does to a phone in `state` at `now`.
 pub fn decide(state: &PhoneState, command: &Command, policies: &Policies, now: Millis) -> Decision {
+    let decision = decide_rules(state, command, policies, now);
+    // Whatever would send a code (Set, and Resend to a number stored before the rules
+    // changed) sends it only to a number the destination rules admit.
+    match &decision.sms {
+        Some(sms) => match screen(&NumberFacts::of(&sms.to), &policies.destinations) {
+            Ok(_) => decision,
+            Err(refused) => Decision::reject(refused),
+        },
+        None => decision,
+    }
+}
+
+fn decide_rules(
+    state: &PhoneState,
+    command: &Command,
+    policies: &Policies,
+    now: Millis,
+) -> Decision {
     match command {
         Command::Set { phone, code } => {
             decide_set(state, phone, code, &policies.code, &policies.send, now)
@@ -263,7 +285,7 @@ fn decide_remove(state: &PhoneState) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::CodeHasher;
+    use crate::domain::{CodeHasher, NumberType, Rule};
     use proptest::prelude::*;
 
     fn phone(raw: &str) -> PhoneNumber {
@@ -574,6 +596,30 @@ mod tests {
                 true,
             ),
             (
+                "PHONE-so0wa: a number that cannot exist",
+                vec![(set(P1), 0)],
+                (set("+4175000000"), 60_000),
+                Err(DomainError::PhoneInvalid),
+                &[],
+                false,
+            ),
+            (
+                "PHONEPROOF-nosms: a premium-rate number",
+                vec![(set(P1), 0)],
+                (set("+41900123456"), 60_000),
+                Err(DomainError::NumberRefused(Rule::NumberType)),
+                &[],
+                false,
+            ),
+            (
+                "PHONEPROOF-nosms: a satellite number",
+                vec![],
+                (set("+881612345678"), 0),
+                Err(DomainError::NumberRefused(Rule::Region)),
+                &[],
+                false,
+            ),
+            (
                 "COMMAND-2b7Hf: resend without a phone",
                 vec![],
                 (resend(), 0),
@@ -645,6 +691,29 @@ mod tests {
                 assert_eq!(&sms.to, phone, "{name}: the SMS goes to the new number");
             }
         }
+    }
+
+    /// A number stored while the rules allowed it gets no more codes once they do not.
+    #[test]
+    fn resend_to_a_number_the_rules_now_refuse_is_refused() {
+        let h = CodeHasher::new([9; 32]);
+        let mut then = Policies::default();
+        then.destinations
+            .allowed_types
+            .push(NumberType::PremiumRate);
+        let set = Command::Set {
+            phone: phone("+41900123456"),
+            code: new_code(&h, "A"),
+        };
+        let d = decide(&PhoneState::default(), &set, &then, 0);
+        assert_eq!(d.outcome, Ok(()));
+        let state = fold(PhoneState::default(), &d, 0);
+        let resend = Command::Resend {
+            code: new_code(&h, "B"),
+        };
+        let d = decide(&state, &resend, &Policies::default(), 60_000);
+        assert_eq!(d.outcome, Err(DomainError::NumberRefused(Rule::NumberType)));
+        assert!(d.events.is_empty() && d.sms.is_none());
     }
 
     proptest! {
