@@ -17,7 +17,9 @@ use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::decode_key;
-use crate::domain::{CodePolicy, DestinationPolicy, NUMBER_TYPES, Region, RegionRules, SendPolicy};
+use crate::domain::{
+    CodePolicy, DestinationPolicy, Limit, NUMBER_TYPES, Region, RegionRules, SendLimits, SendPolicy,
+};
 use crate::store::PgTuning;
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +93,7 @@ pub struct Settings {
 #[derive(Debug, Clone)]
 pub struct FraudSettings {
     pub destinations: DestinationPolicy,
+    pub limits: SendLimits,
 }
 
 #[derive(Debug, Clone)]
@@ -366,7 +369,7 @@ impl fmt::Display for Settings {
             allowed.insert(0, "*".into());
         }
         let denied = regions(&d.regions.denied);
-        write!(
+        writeln!(
             f,
             "destinations: types {}; regions {}{}",
             types.join(","),
@@ -376,6 +379,19 @@ impl fmt::Display for Settings {
             } else {
                 format!(" except {}", denied.join(","))
             }
+        )?;
+        let l = &self.fraud.limits;
+        let shown = |l: Limit| match l.max {
+            0 => "off".to_owned(),
+            n => format!("{n} per {} s", l.window_ms / 1000),
+        };
+        write!(
+            f,
+            "send limits (all replicas together): per number {}, per client address {}, per region {}, in total {}",
+            shown(l.destination),
+            shown(l.client),
+            shown(l.region),
+            shown(l.global)
         )
     }
 }
@@ -534,6 +550,10 @@ struct RawFraud {
     allowed_number_types: String,
     allowed_regions: String,
     denied_regions: String,
+    destination_max_codes: u64,
+    destination_window_secs: u64,
+    region_max_per_minute: u64,
+    global_max_per_minute: u64,
 }
 
 impl Default for RawFraud {
@@ -542,6 +562,10 @@ impl Default for RawFraud {
             allowed_number_types: "mobile,fixed_line,fixed_line_or_mobile".into(),
             allowed_regions: "*".into(),
             denied_regions: String::new(),
+            destination_max_codes: 5,
+            destination_window_secs: 3600,
+            region_max_per_minute: 120,
+            global_max_per_minute: 600,
         }
     }
 }
@@ -812,6 +836,13 @@ fn parse_fraud(f: RawFraud) -> Result<FraudSettings, ConfigError> {
             "`*` is for fraud.allowed_regions",
         ));
     }
+    let window = |key: &str, max: u64, secs: u64| {
+        if max > 0 && secs == 0 {
+            return Err(bad(key, "must be more than 0 when its limit is set"));
+        }
+        Ok(ms_i64(secs, 1000))
+    };
+    let minute = |max| Limit::new(max, 60_000);
     Ok(FraudSettings {
         destinations: DestinationPolicy {
             allowed_types,
@@ -820,6 +851,19 @@ fn parse_fraud(f: RawFraud) -> Result<FraudSettings, ConfigError> {
                 allowed,
                 denied,
             },
+        },
+        limits: SendLimits {
+            destination: Limit::new(
+                f.destination_max_codes,
+                window(
+                    "fraud.destination_window_secs",
+                    f.destination_max_codes,
+                    f.destination_window_secs,
+                )?,
+            ),
+            client: Limit::new(0, 3_600_000),
+            region: minute(f.region_max_per_minute),
+            global: minute(f.global_max_per_minute),
         },
     })
 }
@@ -1120,7 +1164,7 @@ mod tests {
         ] {
             assert_eq!(names.get(env).map(String::as_str), Some(key), "{env}");
         }
-        assert_eq!(names.len(), 54, "{names:?}");
+        assert_eq!(names.len(), 58, "{names:?}");
     }
 
     #[test]
@@ -1168,6 +1212,10 @@ mod tests {
                 "`fraud.denied_regions`",
             ),
             (
+                &[("PHONEPROOF_FRAUD_DESTINATION_WINDOW_SECS", "0")],
+                "`fraud.destination_window_secs`",
+            ),
+            (
                 &[("PHONEPROOF_NO_SUCH_THING", "1")],
                 "`PHONEPROOF_NO_SUCH_THING`",
             ),
@@ -1182,6 +1230,7 @@ mod tests {
     fn fraud_lists_parse_into_the_destination_policy() {
         let d = Settings::default().fraud.destinations;
         assert_eq!(d, DestinationPolicy::default());
+        assert_eq!(Settings::default().fraud.limits, SendLimits::default());
         let s = Settings::load(
             None,
             &env(&[

@@ -92,6 +92,22 @@ fn operation_errors(operation_id: &str) -> Vec<(&'static str, ApiError)> {
                 }
                 .into(),
             ),
+            (
+                "PHONEPROOF-dest1",
+                DomainError::SendLimited {
+                    rule: Rule::Destination,
+                    retry_after_secs: 1800,
+                }
+                .into(),
+            ),
+            (
+                "PHONEPROOF-busy1",
+                DomainError::SendLimited {
+                    rule: Rule::GlobalBreaker,
+                    retry_after_secs: 20,
+                }
+                .into(),
+            ),
         ],
         "AuthService_VerifyMyPhone" => vec![
             ("length", validation(CODE_LENGTH_MESSAGE)),
@@ -112,6 +128,22 @@ fn operation_errors(operation_id: &str) -> Vec<(&'static str, ApiError)> {
                 "throttled",
                 DomainError::SendThrottled {
                     retry_after_secs: 30,
+                }
+                .into(),
+            ),
+            (
+                "PHONEPROOF-dest1",
+                DomainError::SendLimited {
+                    rule: Rule::Destination,
+                    retry_after_secs: 1800,
+                }
+                .into(),
+            ),
+            (
+                "PHONEPROOF-busy1",
+                DomainError::SendLimited {
+                    rule: Rule::GlobalBreaker,
+                    retry_after_secs: 20,
                 }
                 .into(),
             ),

@@ -139,6 +139,7 @@ impl Core {
             code: settings.code.policy.clone(),
             send: settings.code.send.clone(),
             destinations: settings.fraud.destinations.clone(),
+            limits: settings.fraud.limits.clone(),
         };
         let metrics = Arc::new(Metrics::default());
         let service = PhoneService::new(

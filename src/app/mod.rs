@@ -193,6 +193,7 @@ impl PhoneService {
             now: self.now(),
             command: Command::RecordDelivery,
             delivered_message: Some(message_id.to_owned()),
+            client: None,
         };
         let done = self.inner.writer.execute(job).await?;
         Ok(done.wrote_events)
@@ -213,6 +214,7 @@ impl PhoneService {
             now: self.now(),
             command,
             delivered_message: None,
+            client: None,
         };
         self.inner.writer.execute(job).await
     }

@@ -2,7 +2,7 @@
 //! No I/O, no clock, no RNG: the caller passes the time and the freshly drawn code.
 use super::{
     CodeHash, CodePolicy, DestinationPolicy, DomainError, Event, NumberFacts, PhoneNumber,
-    PhoneState, screen,
+    PhoneState, SendLimits, screen,
 };
 use crate::clock::Millis;
 
@@ -46,6 +46,8 @@ pub struct Policies {
     pub code: CodePolicy,
     pub send: SendPolicy,
     pub destinations: DestinationPolicy,
+    /// Applied by the write path, which holds the shared counts.
+    pub limits: SendLimits,
 }
 
 /// The one decision entry point: what `command` does to a phone in `state` at `now`.

@@ -3,6 +3,7 @@ mod code;
 mod decide;
 mod events;
 mod ids;
+mod limits;
 mod phone;
 mod screen;
 mod state;
@@ -14,6 +15,7 @@ pub use code::{
 pub use decide::{Command, Decision, NewCode, Policies, SendPolicy, SmsToSend, decide};
 pub use events::Event;
 pub use ids::{ResourceOwner, UserId};
+pub use limits::{CounterId, CounterKey, Counters, Limit, SendLimits};
 pub use phone::{
     PHONE_LENGTH_MESSAGE, PHONE_PREFIX_MESSAGE, PhoneNumber, mask_phone, validate_phone_field,
 };

@@ -299,6 +299,13 @@ mod tests {
         }));
         assert_eq!(throttled.code(), tonic::Code::ResourceExhausted);
         assert_eq!(throttled.metadata().get("retry-after").unwrap(), "17");
+        let limited = status_of(&ApiError::Domain(DomainError::SendLimited {
+            rule: crate::domain::Rule::Destination,
+            retry_after_secs: 1800,
+        }));
+        assert_eq!(limited.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(limited.metadata().get("retry-after").unwrap(), "1800");
+        assert!(limited.message().ends_with("(PHONEPROOF-dest1)"));
         assert_eq!(
             status_of(&ApiError::Unavailable).code(),
             tonic::Code::Unavailable

@@ -31,6 +31,12 @@ pub fn send_to(s: &mut Settings, provider: &MockServer) {
 
 /// Offers every queued message to the provider, then checks it got what it expected.
 pub async fn deliver_all(app: &TestApp, provider: &MockServer) {
+    deliver(app).await;
+    provider.verify().await;
+}
+
+/// Offers every queued message to the provider; each must be delivered.
+pub async fn deliver(app: &TestApp) {
     loop {
         let done = app.worker.deliver_next().await.expect("worker step");
         if done.is_empty() {
@@ -38,8 +44,18 @@ pub async fn deliver_all(app: &TestApp, provider: &MockServer) {
         }
         assert!(done.iter().all(|d| *d == Delivery::Delivered), "{done:?}");
     }
-    provider.verify().await;
 }
+
+fn retry_after(a: &Answer) -> i64 {
+    a.headers["retry-after"].to_str().unwrap().parse().unwrap()
+}
+
+/// Seconds from `now` to the end of its fixed window of `window_ms`.
+fn to_window_end(now: i64, window_ms: i64) -> i64 {
+    ((window_ms - now.rem_euclid(window_ms)) as u64).div_ceil(1000) as i64
+}
+
+const HOUR_MS: i64 = 3_600_000;
 
 /// What a refused request must leave as it was.
 #[derive(Debug, PartialEq)]
@@ -143,6 +159,125 @@ async fn the_allowed_types_and_regions_are_configuration() {
     assert_eq!(satellite.status, 200);
     let a = app.set_phone(&app.token("berlin"), "+49 30 123456").await;
     assert_eq!(a.detail_id(), Some("PHONEPROOF-nosms"));
+    deliver_all(&app, &provider).await;
+    app.stop().await;
+}
+
+/// Bombing: a hundred fresh accounts aim one number at once; five codes go out an hour.
+#[tokio::test]
+async fn one_number_gets_at_most_five_codes_per_hour_whoever_asks() {
+    // 5 to the victim in the first hour, 1 in the next, and one to keeper's own number.
+    let provider = provider_expecting(7).await;
+    let app = spawn_app_with(|s| send_to(s, &provider)).await;
+    let victim = "+41 79 123 45 67";
+    let users: Vec<String> = (0..100).map(|i| format!("bot{i}")).collect();
+    let answers = futures::future::join_all(
+        users
+            .iter()
+            .map(|u| app.set_phone_owned(app.token(u), victim.to_owned())),
+    )
+    .await;
+    let ok = answers.iter().filter(|a| a.status == 200).count();
+    assert_eq!(ok, 5, "five codes to one number per hour");
+    let now = app.now_ms();
+    for a in answers.iter().filter(|a| a.status != 200) {
+        assert_error(
+            a,
+            429,
+            8,
+            "PHONEPROOF-dest1",
+            "Too many codes sent to this phone number; try again later",
+        );
+        assert_eq!(retry_after(a), to_window_end(now, HOUR_MS));
+    }
+    // The refused accounts have nothing: no phone, no event.
+    let mut refused = 0;
+    for (u, a) in users.iter().zip(&answers) {
+        if a.status != 200 {
+            assert!(app.events(u).await.is_empty(), "{u} has events");
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 95);
+    deliver(&app).await;
+
+    // Resend counts too: an account that got a code cannot ask again this hour.
+    let first = users
+        .iter()
+        .zip(&answers)
+        .find(|(_, a)| a.status == 200)
+        .map(|(u, _)| u.clone())
+        .unwrap();
+    app.advance(30_000);
+    let t = app.token(&first);
+    let before = footprint(&app, &first).await;
+    let a = app.resend(&t).await;
+    assert_eq!(a.detail_id(), Some("PHONEPROOF-dest1"), "{}", a.body);
+    assert_eq!(footprint(&app, &first).await, before);
+    // A user whose phone is set keeps it when the number they switch to is refused.
+    let keeper = app.token("keeper");
+    assert_eq!(app.set_phone(&keeper, "+41 71 000 00 00").await.status, 200);
+    deliver(&app).await;
+    let kept = footprint(&app, "keeper").await;
+    assert_eq!(app.set_phone(&keeper, victim).await.status, 429);
+    assert_eq!(
+        footprint(&app, "keeper").await,
+        kept,
+        "the old phone is untouched"
+    );
+
+    let metrics = app.metrics_text().await;
+    assert_eq!(refusals(&metrics, "destination", "CH"), 97, "{metrics}");
+    // Once the window is over, the number gets a code again.
+    app.advance(retry_after(&a) * 1000);
+    assert_eq!(app.resend(&t).await.status, 200);
+    deliver_all(&app, &provider).await;
+    app.stop().await;
+}
+
+/// Pumping across many numbers: the per-region and the global breakers.
+#[tokio::test]
+async fn circuit_breakers_cap_codes_per_minute_per_region_and_in_total() {
+    let provider = provider_expecting(6).await;
+    let app = spawn_app_with(|s| {
+        send_to(s, &provider);
+        s.fraud.limits.region.max = 3;
+        s.fraud.limits.global.max = 5;
+    })
+    .await;
+    let busy = |a: &Answer| {
+        assert_error(
+            a,
+            429,
+            8,
+            "PHONEPROOF-busy1",
+            "Too many codes are being sent right now; try again later",
+        )
+    };
+    let set = |u: &str, n: &str| app.set_phone_owned(app.token(u), n.to_owned());
+    for i in 0..3 {
+        assert_eq!(
+            set(&format!("ch{i}"), &format!("+4171000000{i}"))
+                .await
+                .status,
+            200
+        );
+    }
+    let now = app.now_ms();
+    let a = set("ch3", "+41710000003").await;
+    busy(&a);
+    assert_eq!(retry_after(&a), to_window_end(now, 60_000));
+    assert!(app.events("ch3").await.is_empty());
+    assert_eq!(set("de0", "+4930123450").await.status, 200);
+    assert_eq!(set("de1", "+4930123451").await.status, 200);
+    let a = set("us0", "+14155552671").await;
+    busy(&a);
+    assert!(app.events("us0").await.is_empty());
+    let metrics = app.metrics_text().await;
+    assert_eq!(refusals(&metrics, "region_breaker", "CH"), 1, "{metrics}");
+    assert_eq!(refusals(&metrics, "global_breaker", "US"), 1, "{metrics}");
+    app.advance(retry_after(&a) * 1000);
+    assert_eq!(set("ch3", "+41710000003").await.status, 200);
     deliver_all(&app, &provider).await;
     app.stop().await;
 }

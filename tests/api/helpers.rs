@@ -176,6 +176,11 @@ impl TestApp {
         .await
     }
 
+    /// `set_phone` with an owned token, for many requests at once.
+    pub async fn set_phone_owned(&self, token: String, phone: String) -> Answer {
+        self.set_phone(&token, &phone).await
+    }
+
     pub async fn verify(&self, token: &str, code: &str) -> Answer {
         self.call(
             Method::POST,

@@ -30,6 +30,9 @@ fn replica_env(
         ("PHONEPROOF_OUTBOX_POLL_INTERVAL_MS", "100".into()),
         ("PHONEPROOF_CODE_RESEND_COOLDOWN_SECS", "0".into()),
         ("PHONEPROOF_CODE_MAX_PER_WINDOW", "0".into()),
+        // These measure replicas under load, not the anti-abuse limits (fraud.rs has theirs).
+        ("PHONEPROOF_FRAUD_REGION_MAX_PER_MINUTE", "0".into()),
+        ("PHONEPROOF_FRAUD_GLOBAL_MAX_PER_MINUTE", "0".into()),
         ("PHONEPROOF_LOG", "warn".into()),
     ];
     env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
