@@ -16,6 +16,7 @@ use reqwest::Url;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::{Deserialize, Serialize};
 
+use crate::client_addr::TrustedProxies;
 use crate::crypto::decode_key;
 use crate::domain::{
     CodePolicy, DestinationPolicy, Limit, NUMBER_TYPES, Region, RegionRules, SendLimits, SendPolicy,
@@ -94,6 +95,8 @@ pub struct Settings {
 pub struct FraudSettings {
     pub destinations: DestinationPolicy,
     pub limits: SendLimits,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` name the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 #[derive(Debug, Clone)]
@@ -387,11 +390,19 @@ impl fmt::Display for Settings {
         };
         write!(
             f,
-            "send limits (all replicas together): per number {}, per client address {}, per region {}, in total {}",
+            "send limits (all replicas together): per number {}, per client address {}, per region {}, in total {}; trusted proxies: {}",
             shown(l.destination),
             shown(l.client),
             shown(l.region),
-            shown(l.global)
+            shown(l.global),
+            match self.fraud.trusted_proxies.0.as_slice() {
+                [] => "none".to_owned(),
+                nets => nets
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            }
         )
     }
 }
@@ -554,6 +565,9 @@ struct RawFraud {
     destination_window_secs: u64,
     region_max_per_minute: u64,
     global_max_per_minute: u64,
+    client_max_codes: u64,
+    client_window_secs: u64,
+    trusted_proxies: String,
 }
 
 impl Default for RawFraud {
@@ -566,6 +580,9 @@ impl Default for RawFraud {
             destination_window_secs: 3600,
             region_max_per_minute: 120,
             global_max_per_minute: 600,
+            client_max_codes: 0,
+            client_window_secs: 3600,
+            trusted_proxies: String::new(),
         }
     }
 }
@@ -861,10 +878,25 @@ fn parse_fraud(f: RawFraud) -> Result<FraudSettings, ConfigError> {
                     f.destination_window_secs,
                 )?,
             ),
-            client: Limit::new(0, 3_600_000),
+            client: Limit::new(
+                f.client_max_codes,
+                window(
+                    "fraud.client_window_secs",
+                    f.client_max_codes,
+                    f.client_window_secs,
+                )?,
+            ),
             region: minute(f.region_max_per_minute),
             global: minute(f.global_max_per_minute),
         },
+        trusted_proxies: TrustedProxies(
+            list(&f.trusted_proxies)
+                .map(|p| {
+                    p.parse()
+                        .map_err(|e: String| bad("fraud.trusted_proxies", e))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
     })
 }
 
@@ -1164,7 +1196,7 @@ mod tests {
         ] {
             assert_eq!(names.get(env).map(String::as_str), Some(key), "{env}");
         }
-        assert_eq!(names.len(), 58, "{names:?}");
+        assert_eq!(names.len(), 61, "{names:?}");
     }
 
     #[test]
@@ -1216,6 +1248,20 @@ mod tests {
                 "`fraud.destination_window_secs`",
             ),
             (
+                &[
+                    ("PHONEPROOF_FRAUD_CLIENT_MAX_CODES", "10"),
+                    ("PHONEPROOF_FRAUD_CLIENT_WINDOW_SECS", "0"),
+                ],
+                "`fraud.client_window_secs`",
+            ),
+            (
+                &[(
+                    "PHONEPROOF_FRAUD_TRUSTED_PROXIES",
+                    "10.0.0.0/8, proxy.local",
+                )],
+                "`fraud.trusted_proxies`",
+            ),
+            (
                 &[("PHONEPROOF_NO_SUCH_THING", "1")],
                 "`PHONEPROOF_NO_SUCH_THING`",
             ),
@@ -1251,6 +1297,16 @@ mod tests {
         assert!(!d.regions.all_geographic);
         assert_eq!(d.regions.allowed.len(), 3);
         assert_eq!(d.regions.denied, vec!["DE".parse().unwrap()]);
+        let s = Settings::load(
+            None,
+            &env(&[
+                ("PHONEPROOF_FRAUD_CLIENT_MAX_CODES", "20"),
+                ("PHONEPROOF_FRAUD_TRUSTED_PROXIES", "10.0.0.0/8,2001:db8::1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.fraud.limits.client, Limit::new(20, 3_600_000));
+        assert_eq!(s.fraud.trusted_proxies.0.len(), 2);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::app::PhoneService;
 use crate::auth::TokenVerifier;
+use crate::client_addr::ClientAddr;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{AuthMode, Settings};
 use crate::domain::{CodeHasher, PhoneNumber, Policies};
@@ -217,6 +218,7 @@ pub fn build_routes(state: Arc<AppState>) -> impl Endpoint<Output = poem::Respon
     let metrics = state.metrics.clone();
     let body_limit = state.body_limit as u64;
     let verifier = state.verifier.clone();
+    let trusted_proxies = state.trusted_proxies.clone();
     let grpc = Arc::new(crate::grpc::endpoint(state.clone()));
     let mut route = ops::routes(phone::routes(Route::new()));
     for prefix in crate::grpc::PATH_PREFIXES {
@@ -228,8 +230,12 @@ pub fn build_routes(state: Arc<AppState>) -> impl Endpoint<Output = poem::Respon
         // A panic in a handler answers 500 in the contract's shape instead of a dropped
         // connection; the panic itself is logged by the panic hook.
         .with(CatchPanic::new().with_handler(panic_response))
-        .around(move |ep, req| {
+        .around(move |ep, mut req| {
             let metrics = metrics.clone();
+            // Resolved once here for both surfaces (REST and gRPC read it from the request).
+            let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+            let client = ClientAddr(trusted_proxies.client_of(peer, req.headers()));
+            req.extensions_mut().insert(client);
             async move {
                 // Refused before a byte of the body is read: with `Expect: 100-continue` the
                 // client is told 413 instead of being invited to upload.
@@ -337,6 +343,7 @@ impl Application {
             body_limit: s.body_limit,
             metrics: core.metrics.clone(),
             grpc_web_origins: s.grpc_web_origins.clone(),
+            trusted_proxies: s.fraud.trusted_proxies.clone(),
             openapi_json: crate::openapi::openapi_json(),
             swagger_config: Arc::new(utoipa_swagger_ui::Config::new(["/openapi.json"])),
         });

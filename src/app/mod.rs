@@ -4,6 +4,7 @@
 //! write in one transaction, wake the outbox worker, answer in domain types.
 mod writer;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -131,6 +132,7 @@ impl PhoneService {
         user: &UserId,
         owner: &ResourceOwner,
         phone: PhoneNumber,
+        client: Option<IpAddr>,
     ) -> Result<Change, AppError> {
         // Refused before a code is drawn or the write path is asked: a flood of numbers
         // that cannot get codes costs no transaction.
@@ -140,7 +142,8 @@ impl PhoneService {
             return Err(refused.into());
         }
         let code = self.new_code();
-        self.change(user, owner, Command::Set { phone, code }).await
+        self.change(user, owner, Command::Set { phone, code }, client)
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(user = %user))]
@@ -151,19 +154,25 @@ impl PhoneService {
         code: &VerificationCode,
     ) -> Result<Change, AppError> {
         let candidate = self.inner.hasher.hash(code.expose());
-        self.change(user, owner, Command::Verify { candidate })
+        self.change(user, owner, Command::Verify { candidate }, None)
             .await
     }
 
     #[tracing::instrument(skip_all, fields(user = %user))]
-    pub async fn resend(&self, user: &UserId, owner: &ResourceOwner) -> Result<Change, AppError> {
+    pub async fn resend(
+        &self,
+        user: &UserId,
+        owner: &ResourceOwner,
+        client: Option<IpAddr>,
+    ) -> Result<Change, AppError> {
         let code = self.new_code();
-        self.change(user, owner, Command::Resend { code }).await
+        self.change(user, owner, Command::Resend { code }, client)
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(user = %user))]
     pub async fn remove(&self, user: &UserId, owner: &ResourceOwner) -> Result<Change, AppError> {
-        self.change(user, owner, Command::Remove).await
+        self.change(user, owner, Command::Remove, None).await
     }
 
     /// Whether an outbox message for the code added at `code_sequence` should still go out
@@ -208,13 +217,24 @@ impl PhoneService {
         owner: &ResourceOwner,
         command: Command,
     ) -> Result<Executed, AppError> {
+        self.execute_from(user, owner, command, None).await
+    }
+
+    /// `execute`, for a request from `client`.
+    pub async fn execute_from(
+        &self,
+        user: &UserId,
+        owner: &ResourceOwner,
+        command: Command,
+        client: Option<IpAddr>,
+    ) -> Result<Executed, AppError> {
         let job = Job {
             user: user.clone(),
             owner: owner.clone(),
             now: self.now(),
             command,
             delivered_message: None,
-            client: None,
+            client,
         };
         self.inner.writer.execute(job).await
     }
@@ -234,13 +254,14 @@ impl PhoneService {
         user: &UserId,
         owner: &ResourceOwner,
         command: Command,
+        client: Option<IpAddr>,
     ) -> Result<Change, AppError> {
         crate::faults::panic_if_asked(user.as_ref(), "service");
         let asked_for = match &command {
             Command::Set { phone, .. } => Some(phone.clone()),
             _ => None,
         };
-        let done = self.execute(user, owner, command).await?;
+        let done = self.execute_from(user, owner, command, client).await?;
         if let Err(refused) = &done.outcome {
             // A refused Set leaves the old number in the state; the refused one is asked for.
             let to = asked_for.as_ref().or(done.state.phone.as_ref());

@@ -11,6 +11,7 @@ use tracing::Instrument;
 
 use crate::app::Change;
 use crate::auth::{AuthenticatedUser, single_bearer_token};
+use crate::client_addr::ClientAddr;
 use crate::clock::Millis;
 use crate::domain::{PhoneNumber, ResourceOwner, VerificationCode, validate_phone_field};
 use crate::error::{ApiError, ERROR_DETAIL_TYPE};
@@ -158,6 +159,12 @@ impl PhoneGrpc {
     }
 }
 
+/// The client's address as the routing layer resolved it (the HTTP request's extensions
+/// reach tonic's).
+fn client_of<T>(req: &Request<T>) -> Option<std::net::IpAddr> {
+    req.extensions().get::<ClientAddr>().and_then(|c| c.0)
+}
+
 fn decode_phone(raw: &str) -> Result<PhoneNumber, ApiError> {
     validate_phone_field(raw).map_err(|m| ApiError::Validation(m.to_owned()))?;
     Ok(PhoneNumber::parse(raw)?)
@@ -207,7 +214,12 @@ impl AuthService for PhoneGrpc {
             let change = self
                 .state
                 .service
-                .set(&user.user_id, &user.resource_owner, phone)
+                .set(
+                    &user.user_id,
+                    &user.resource_owner,
+                    phone,
+                    client_of(&request),
+                )
                 .await?;
             Ok(auth::SetMyPhoneResponse {
                 details: change_details(change, &user.resource_owner),
@@ -244,7 +256,7 @@ impl AuthService for PhoneGrpc {
             let change = self
                 .state
                 .service
-                .resend(&user.user_id, &user.resource_owner)
+                .resend(&user.user_id, &user.resource_owner, client_of(&request))
                 .await?;
             Ok(auth::ResendMyPhoneVerificationResponse {
                 details: change_details(change, &user.resource_owner),

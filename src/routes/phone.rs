@@ -1,4 +1,5 @@
 //! The five "my phone" routes of ZITADEL's Auth API.
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use poem::web::{Data, Json};
@@ -8,6 +9,7 @@ use utoipa::ToSchema;
 
 use crate::app::Change;
 use crate::auth::AuthenticatedUser;
+use crate::client_addr::ClientAddr;
 use crate::clock::rfc3339;
 use crate::domain::ResourceOwner;
 use crate::error::ApiError;
@@ -111,6 +113,11 @@ fn change_details(change: Change, owner: &ResourceOwner) -> ObjectDetails {
     }
 }
 
+/// The client's address as the routing layer resolved it.
+fn client_of(req: &Request) -> Option<IpAddr> {
+    req.extensions().get::<ClientAddr>().and_then(|c| c.0)
+}
+
 fn content_type(req: &Request) -> Option<&str> {
     req.headers()
         .get(header::CONTENT_TYPE)
@@ -192,7 +199,7 @@ pub async fn set_my_phone(
     let phone = decode_set_phone(content_type(req), &read_body(app, req, body).await?)?;
     let change = app
         .service
-        .set(&user.user_id, &user.resource_owner, phone)
+        .set(&user.user_id, &user.resource_owner, phone, client_of(req))
         .await
         .map_err(ApiError::from)?;
     Ok(Json(SetMyPhoneResponse {
@@ -252,7 +259,7 @@ pub async fn resend_my_phone_verification(
     decode_resend(content_type(req), &read_body(app, req, body).await?)?;
     let change = app
         .service
-        .resend(&user.user_id, &user.resource_owner)
+        .resend(&user.user_id, &user.resource_owner, client_of(req))
         .await
         .map_err(ApiError::from)?;
     Ok(Json(ResendMyPhoneVerificationResponse {

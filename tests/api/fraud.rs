@@ -281,3 +281,117 @@ async fn circuit_breakers_cap_codes_per_minute_per_region_and_in_total() {
     deliver_all(&app, &provider).await;
     app.stop().await;
 }
+
+async fn set_from(app: &TestApp, user: &str, phone: &str, forwarded_for: &str) -> Answer {
+    let req = app
+        .client
+        .put(format!("{}/auth/v1/users/me/phone", app.address))
+        .bearer_auth(app.token(user))
+        .header("x-forwarded-for", forwarded_for)
+        .json(&serde_json::json!({ "phone": phone }));
+    answer(req.send().await.unwrap()).await
+}
+
+/// Many accounts from one address; behind a trusted proxy the forwarded address counts.
+#[tokio::test]
+async fn codes_per_client_address_count_the_forwarded_client_behind_a_trusted_proxy() {
+    let provider = provider_expecting(3).await;
+    let app = spawn_app_with(|s| {
+        send_to(s, &provider);
+        s.fraud.limits.client.max = 2;
+        s.fraud.trusted_proxies.0 = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let bot = "198.51.100.1";
+    assert_eq!(set_from(&app, "a1", "+41710000001", bot).await.status, 200);
+    assert_eq!(set_from(&app, "a2", "+41710000002", bot).await.status, 200);
+    let now = app.now_ms();
+    let a = set_from(&app, "a3", "+41710000003", bot).await;
+    assert_error(
+        &a,
+        429,
+        8,
+        "PHONEPROOF-thr0t",
+        "Too many codes requested; try again later",
+    );
+    assert_eq!(retry_after(&a), to_window_end(now, HOUR_MS));
+    assert!(app.events("a3").await.is_empty());
+    // A forged entry left of what the proxy appended changes nothing.
+    let forged = format!("203.0.113.50, {bot}");
+    assert_eq!(
+        set_from(&app, "a4", "+41710000004", &forged).await.status,
+        429
+    );
+    // Another client behind the same proxy has its own count.
+    assert_eq!(
+        set_from(&app, "b1", "+41710000005", "198.51.100.2")
+            .await
+            .status,
+        200
+    );
+    let metrics = app.metrics_text().await;
+    assert_eq!(refusals(&metrics, "client_address", "CH"), 2, "{metrics}");
+    deliver_all(&app, &provider).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn without_trusted_proxies_forwarding_headers_are_ignored() {
+    let app = spawn_app_with(|s| s.fraud.limits.client.max = 1).await;
+    assert_eq!(
+        set_from(&app, "c1", "+41710000001", "198.51.100.1")
+            .await
+            .status,
+        200
+    );
+    let a = set_from(&app, "c2", "+41710000002", "198.51.100.2").await;
+    assert_eq!(
+        a.detail_id(),
+        Some("PHONEPROOF-thr0t"),
+        "the peer, 127.0.0.1, counts"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_client_address_limit_is_off_by_default_and_holds_over_grpc() {
+    let app = spawn_app().await;
+    for i in 0..8 {
+        let t = app.token(&format!("d{i}"));
+        assert_eq!(
+            app.set_phone(&t, &format!("+4171000001{i}")).await.status,
+            200
+        );
+    }
+    app.stop().await;
+
+    use phoneproof::grpc::pb::zitadel::auth::v1 as pb;
+    use phoneproof::grpc::pb::zitadel::auth::v1::auth_service_client::AuthServiceClient;
+    let app = spawn_app_with(|s| s.fraud.limits.client.max = 1).await;
+    let channel = tonic::transport::Channel::from_shared(app.address.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = AuthServiceClient::new(channel);
+    let set = |user: &str, phone: &str| {
+        let mut req = tonic::Request::new(pb::SetMyPhoneRequest {
+            phone: phone.to_owned(),
+        });
+        let bearer = format!("Bearer {}", app.token(user)).parse().unwrap();
+        req.metadata_mut().insert("authorization", bearer);
+        req
+    };
+    assert!(client.set_my_phone(set("g1", "+41710000001")).await.is_ok());
+    let refused = client
+        .set_my_phone(set("g2", "+41710000002"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        refused.message().ends_with("(PHONEPROOF-thr0t)"),
+        "{refused:?}"
+    );
+    assert!(refused.metadata().get("retry-after").is_some());
+    app.stop().await;
+}
