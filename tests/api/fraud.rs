@@ -395,3 +395,188 @@ async fn the_client_address_limit_is_off_by_default_and_holds_over_grpc() {
     assert!(refused.metadata().get("retry-after").is_some());
     app.stop().await;
 }
+
+/// Numbers of every kind the rules tell apart: fixed line, mobile, another region, premium
+/// rate, satellite, and one that cannot exist.
+const NUMBERS: [&str; 8] = [
+    "+41710000001",
+    "+41710000002",
+    "+41791234567",
+    "+4930123456",
+    "+14155552671",
+    "+41900123456",
+    "+881612345678",
+    "+4175000000",
+];
+
+/// One request of a generated run: which user, Set (to which number) or Resend, from which
+/// client address, after how much time.
+type Op = (usize, Option<usize>, u8, i64);
+
+/// Runs `ops` on a fresh app; returns the error ids answered.
+async fn run_ops(ops: Vec<Op>) -> Vec<String> {
+    let app = spawn_app_with(|s| {
+        // Small limits, so a short run reaches every one of them.
+        s.outbox.worker = false;
+        s.code.send.resend_cooldown_ms = 0;
+        let l = &mut s.fraud.limits;
+        l.destination.max = 2;
+        l.client.max = 3;
+        l.region.max = 4;
+        l.global.max = 5;
+        s.fraud.trusted_proxies.0 = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let store = app.state.service.store().clone();
+    let mut answered = Vec::new();
+    for (i, (user, set, client, wait)) in ops.into_iter().enumerate() {
+        app.advance(wait);
+        let user = format!("p{user}");
+        let outbox = store.outbox().await.unwrap().len();
+        let events = app.events(&user).await.len();
+        let from = format!("198.51.100.{client}");
+        let a = match set {
+            Some(n) => set_from(&app, &user, NUMBERS[n], &from).await,
+            None => {
+                let req = app
+                    .client
+                    .post(format!(
+                        "{}{}",
+                        app.address, "/auth/v1/users/me/phone/_resend_verification"
+                    ))
+                    .bearer_auth(app.token(&user))
+                    .header("x-forwarded-for", &from)
+                    .json(&serde_json::json!({}));
+                answer(req.send().await.unwrap()).await
+            }
+        };
+        let queued = store.outbox().await.unwrap().len() - outbox;
+        let written = app.events(&user).await.len() - events;
+        if a.status == 200 {
+            assert_eq!(queued, 1, "op {i}: a code sent is one message");
+        } else {
+            assert!(
+                a.status == 400 || a.status == 404 || a.status == 429,
+                "op {i}: {}",
+                a.body
+            );
+            assert_eq!(
+                (queued, written),
+                (0, 0),
+                "op {i}: refused ({}) yet written",
+                a.body
+            );
+            answered.extend(a.detail_id().map(str::to_owned));
+        }
+    }
+    app.stop().await;
+    answered
+}
+
+/// Whatever the mix of users, numbers, addresses and times: a refused request never reaches
+/// the outbox (nor the event log); an accepted one queues exactly one message.
+#[test]
+fn no_refused_request_reaches_the_outbox() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // First a run that reaches each rule in turn, so the property holds on every kind of
+    // refusal whatever the generated runs reach.
+    let scripted = vec![
+        (0, Some(0), 0, 0),
+        (1, Some(0), 0, 0),
+        (2, Some(0), 0, 0),
+        (0, Some(5), 0, 0),
+        (0, Some(7), 0, 0),
+        (3, Some(1), 0, 0),
+        (3, Some(2), 0, 0),
+        (0, Some(3), 1, 0),
+        (1, Some(4), 1, 0),
+        (2, Some(2), 1, 0),
+    ];
+    assert_eq!(
+        rt.block_on(run_ops(scripted)),
+        [
+            "PHONEPROOF-dest1",
+            "PHONEPROOF-nosms",
+            "PHONE-so0wa",
+            "PHONEPROOF-thr0t",
+            "PHONEPROOF-busy1"
+        ]
+    );
+    let op = (
+        0..4usize,
+        proptest::option::weighted(0.8, 0..NUMBERS.len()),
+        0..2u8,
+        // Mostly at once, so the per-minute breakers fill; now and then a window passes.
+        prop_oneof![
+            6 => Just(0i64),
+            1 => Just(1_000),
+            1 => Just(61_000),
+            1 => Just(3_600_000)
+        ],
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 24,
+        ..Config::default()
+    });
+    runner
+        .run(&proptest::collection::vec(op, 1..40), |ops| {
+            rt.block_on(run_ops(ops));
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// The default limits, black box: codes queued when bots pump one region and then many.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_defaults_pumping_gets_120_codes_a_minute_per_region_and_600_in_all() {
+    use futures::StreamExt;
+    let app = spawn_app_with(|s| s.outbox.worker = false).await;
+    // The clock does not move: every request falls into the same minute.
+    let burst = |prefix: &str, numbers: Vec<String>| {
+        let app = &app;
+        let calls: Vec<_> = numbers
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| app.set_phone_owned(app.token(&format!("{prefix}{i}")), n))
+            .collect();
+        futures::stream::iter(calls)
+            .buffer_unordered(32)
+            .collect::<Vec<Answer>>()
+    };
+    let tally = |answers: &[Answer]| {
+        let ok = answers.iter().filter(|a| a.status == 200).count();
+        let busy = answers
+            .iter()
+            .filter(|a| a.detail_id() == Some("PHONEPROOF-busy1"))
+            .count();
+        (ok, busy)
+    };
+    let swiss = (0..200).map(|i| format!("+41791000{i:03}")).collect();
+    assert_eq!(tally(&burst("ch", swiss).await), (120, 80), "one region");
+    let elsewhere: Vec<String> = (0..100)
+        .flat_map(|i| {
+            [
+                format!("+4930123{i:03}"),
+                format!("+336123456{i:02}"),
+                format!("+3931234500{i:02}"),
+                format!("+4366412300{i:02}"),
+                format!("+141555501{i:02}"),
+            ]
+        })
+        .collect();
+    // 120 are already out this minute; 480 more fit under the global 600.
+    assert_eq!(
+        tally(&burst("xx", elsewhere).await),
+        (480, 20),
+        "all regions"
+    );
+    assert_eq!(app.state.service.store().outbox().await.unwrap().len(), 600);
+    let metrics = app.metrics_text().await;
+    assert_eq!(refusals(&metrics, "region_breaker", "CH"), 80, "{metrics}");
+    app.advance(60_000);
+    let t = app.token("next-minute");
+    assert_eq!(app.set_phone(&t, "+41791000999").await.status, 200);
+    app.stop().await;
+}
