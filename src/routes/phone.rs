@@ -243,7 +243,7 @@ pub async fn verify_my_phone(
     operation_id = "AuthService_ResendMyPhoneVerification",
     tag = "User Phone",
     summary = "Resend Phone verification",
-    description = "Sends a new code to the phone number of the authenticated user; the previous code stops working. Throttled per user: a cooldown after each code and a limit of codes per rolling window, answered with 429 and `Retry-After`.",
+    description = "Sends a new code to the phone number of the authenticated user; the previous code stops working. Throttled per user: a cooldown after each code and a limit of codes per rolling window; limited too per number (whoever asks), optionally per client address, and by circuit breakers per region and in total. Each limit is answered with 429 and `Retry-After`.",
     request_body(content = ResendMyPhoneVerificationRequest, content_type = "application/json"),
     responses((status = 200, description = "A successful response.", body = ResendMyPhoneVerificationResponse)),
     security(("BearerAuth" = []))

@@ -580,3 +580,69 @@ async fn with_the_defaults_pumping_gets_120_codes_a_minute_per_region_and_600_in
     assert_eq!(app.set_phone(&t, "+41791000999").await.status, 200);
     app.stop().await;
 }
+
+/// The counters table holds only the windows still running.
+#[tokio::test]
+async fn counters_of_ended_windows_are_deleted() {
+    let app = spawn_app_with(|s| s.outbox.worker = false).await;
+    for i in 0..3 {
+        let t = app.token(&format!("e{i}"));
+        assert_eq!(
+            app.set_phone(&t, &format!("+4171000000{i}")).await.status,
+            200
+        );
+    }
+    const ROWS: &str = "SELECT COUNT(*) FROM send_counters";
+    // Three numbers, one region, the total.
+    assert_eq!(app.scalar(ROWS).await, 5);
+    app.advance(HOUR_MS + 60_000);
+    let t = app.token("later");
+    assert_eq!(app.set_phone(&t, "+41710000009").await.status, 200);
+    assert_eq!(
+        app.scalar(ROWS).await,
+        3,
+        "only the new send's windows are left"
+    );
+    app.stop().await;
+}
+
+/// An open circuit breaker is what an operator must hear of: an error in the log, once a
+/// minute per process however many requests it refuses, and no phone number in it.
+#[tokio::test]
+async fn an_open_breaker_is_logged_as_an_error_once_a_minute() {
+    use crate::binary::{BinaryServer, token};
+    let dir = tempfile::tempdir().unwrap();
+    let env = vec![
+        ("PHONEPROOF_DATA_DIR", dir.path().display().to_string()),
+        ("PHONEPROOF_FRAUD_GLOBAL_MAX_PER_MINUTE", "1".to_owned()),
+        ("PHONEPROOF_LOG", "warn".to_owned()),
+    ];
+    let server = BinaryServer::start(&env).await;
+    // The breaker counts per clock minute: the three requests must fall into one.
+    let in_minute = chrono::Utc::now().timestamp_millis().rem_euclid(60_000);
+    if in_minute > 50_000 {
+        tokio::time::sleep(std::time::Duration::from_millis(
+            (60_100 - in_minute) as u64,
+        ))
+        .await;
+    }
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        let req = client
+            .put(format!("{}/auth/v1/users/me/phone", server.base))
+            .bearer_auth(token(&env, &format!("l{i}")))
+            .json(&serde_json::json!({ "phone": format!("+4171000012{i}") }));
+        statuses.push(req.send().await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, [200, 429, 429]);
+    let (_, log) = server.terminate(std::time::Duration::from_secs(10)).await;
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("circuit breaker open"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(lines[0].contains("ERROR"), "{log}");
+    assert!(lines[0].contains("global_breaker"), "{log}");
+    assert!(!log.contains("71000012"), "a number in the log: {log}");
+}

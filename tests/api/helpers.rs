@@ -315,6 +315,14 @@ impl TestApp {
         });
     }
 
+    /// One number a query behind the service's back answers (`SELECT COUNT(*) ...`).
+    pub async fn scalar(&self, sql: &'static str) -> i64 {
+        use sqlx::Row;
+        on_test_db!(self, c => {
+            sqlx::query(sql).fetch_one(&mut c).await.unwrap().get::<i64, _>(0)
+        })
+    }
+
     /// Everything stored in the tables, as text, for "never at rest" checks.
     pub async fn table_text(&self) -> String {
         use sqlx::Row;
