@@ -302,8 +302,7 @@ async fn run_batch(ctx: &Ctx, jobs: &[Job]) -> Result<Vec<Result<Executed, AppEr
         }
         let mut decision = decide(&state, &job.command, &ctx.policies, job.now);
         if let Some(sms) = &decision.sms {
-            let region = NumberFacts::of(&sms.to).region;
-            let keys = limits.keys(&sms.to, region, job.client, job.now);
+            let keys = limits.keys(&sms.to, sms.region, job.client, job.now);
             if let Err(refused) = counters.admit(&keys, job.now) {
                 // Refused like any rule: nothing written, nothing sent.
                 decision = Decision {

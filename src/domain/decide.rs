@@ -2,7 +2,7 @@
 //! No I/O, no clock, no RNG: the caller passes the time and the freshly drawn code.
 use super::{
     CodeHash, CodePolicy, DestinationPolicy, DomainError, Event, NumberFacts, PhoneNumber,
-    PhoneState, SendLimits, screen,
+    PhoneState, Region, SendLimits, screen,
 };
 use crate::clock::Millis;
 
@@ -55,12 +55,18 @@ pub fn decide(state: &PhoneState, command: &Command, policies: &Policies, now: M
     let decision = decide_rules(state, command, policies, now);
     // Whatever would send a code (Set, and Resend to a number stored before the rules
     // changed) sends it only to a number the destination rules admit.
-    match &decision.sms {
-        Some(sms) => match screen(&NumberFacts::of(&sms.to), &policies.destinations) {
-            Ok(_) => decision,
-            Err(refused) => Decision::reject(refused),
+    let Some(sms) = &decision.sms else {
+        return decision;
+    };
+    match screen(&NumberFacts::of(&sms.to), &policies.destinations) {
+        Ok(region) => Decision {
+            sms: decision.sms.map(|sms| SmsToSend {
+                region: Some(region),
+                ..sms
+            }),
+            ..decision
         },
-        None => decision,
+        Err(refused) => Decision::reject(refused),
     }
 }
 
@@ -132,6 +138,9 @@ pub struct Decision {
 pub struct SmsToSend {
     pub to: PhoneNumber,
     pub code: String,
+    /// Where `to` is, as the destination rules found it (they parse the number; the send
+    /// limits need the region too).
+    pub region: Option<Region>,
 }
 
 impl std::fmt::Debug for SmsToSend {
@@ -205,6 +214,7 @@ fn decide_set(
         sms: Some(SmsToSend {
             to: phone.clone(),
             code: code.plain.clone(),
+            region: None,
         }),
     }
 }
@@ -239,6 +249,7 @@ fn decide_resend(
         sms: Some(SmsToSend {
             to: phone.clone(),
             code: code.plain.clone(),
+            region: None,
         }),
     }
 }
@@ -689,6 +700,10 @@ mod tests {
             let types: Vec<&str> = d.events.iter().map(Event::event_type).collect();
             assert_eq!(types, events, "{name}");
             assert_eq!(d.sms.is_some(), sms, "{name}");
+            if let Some(sms) = &d.sms {
+                // The send limits count by it.
+                assert!(sms.region.is_some(), "{name}: the SMS knows its region");
+            }
             if let (Some(sms), Command::Set { phone, .. }) = (&d.sms, &when) {
                 assert_eq!(&sms.to, phone, "{name}: the SMS goes to the new number");
             }

@@ -57,6 +57,12 @@ fn to_window_end(now: i64, window_ms: i64) -> i64 {
 
 const HOUR_MS: i64 = 3_600_000;
 
+/// Moves the test clock to the start of the next window of `window_ms` (which starts with
+/// the real time, anywhere in a window), so a test's requests cannot straddle two windows.
+fn align_to(app: &TestApp, window_ms: i64) {
+    app.advance(window_ms - app.now_ms().rem_euclid(window_ms));
+}
+
 /// What a refused request must leave as it was.
 #[derive(Debug, PartialEq)]
 pub struct Footprint {
@@ -169,6 +175,7 @@ async fn one_number_gets_at_most_five_codes_per_hour_whoever_asks() {
     // 5 to the victim in the first hour, 1 in the next, and one to keeper's own number.
     let provider = provider_expecting(7).await;
     let app = spawn_app_with(|s| send_to(s, &provider)).await;
+    align_to(&app, HOUR_MS);
     let victim = "+41 79 123 45 67";
     let users: Vec<String> = (0..100).map(|i| format!("bot{i}")).collect();
     let answers = futures::future::join_all(
@@ -245,6 +252,7 @@ async fn circuit_breakers_cap_codes_per_minute_per_region_and_in_total() {
         s.fraud.limits.global.max = 5;
     })
     .await;
+    align_to(&app, 60_000);
     let busy = |a: &Answer| {
         assert_error(
             a,
@@ -302,6 +310,7 @@ async fn codes_per_client_address_count_the_forwarded_client_behind_a_trusted_pr
         s.fraud.trusted_proxies.0 = vec!["127.0.0.1".parse().unwrap()];
     })
     .await;
+    align_to(&app, HOUR_MS);
     let bot = "198.51.100.1";
     assert_eq!(set_from(&app, "a1", "+41710000001", bot).await.status, 200);
     assert_eq!(set_from(&app, "a2", "+41710000002", bot).await.status, 200);
@@ -338,6 +347,7 @@ async fn codes_per_client_address_count_the_forwarded_client_behind_a_trusted_pr
 #[tokio::test]
 async fn without_trusted_proxies_forwarding_headers_are_ignored() {
     let app = spawn_app_with(|s| s.fraud.limits.client.max = 1).await;
+    align_to(&app, HOUR_MS);
     assert_eq!(
         set_from(&app, "c1", "+41710000001", "198.51.100.1")
             .await
@@ -368,6 +378,7 @@ async fn the_client_address_limit_is_off_by_default_and_holds_over_grpc() {
     use phoneproof::grpc::pb::zitadel::auth::v1 as pb;
     use phoneproof::grpc::pb::zitadel::auth::v1::auth_service_client::AuthServiceClient;
     let app = spawn_app_with(|s| s.fraud.limits.client.max = 1).await;
+    align_to(&app, HOUR_MS);
     let channel = tonic::transport::Channel::from_shared(app.address.clone())
         .unwrap()
         .connect()
@@ -427,6 +438,7 @@ async fn run_ops(ops: Vec<Op>) -> Vec<String> {
         s.fraud.trusted_proxies.0 = vec!["127.0.0.1".parse().unwrap()];
     })
     .await;
+    align_to(&app, HOUR_MS);
     let store = app.state.service.store().clone();
     let mut answered = Vec::new();
     for (i, (user, set, client, wait)) in ops.into_iter().enumerate() {
@@ -533,7 +545,8 @@ fn no_refused_request_reaches_the_outbox() {
 async fn with_the_defaults_pumping_gets_120_codes_a_minute_per_region_and_600_in_all() {
     use futures::StreamExt;
     let app = spawn_app_with(|s| s.outbox.worker = false).await;
-    // The clock does not move: every request falls into the same minute.
+    // The clock does not move after this: every request falls into the same minute.
+    align_to(&app, 60_000);
     let burst = |prefix: &str, numbers: Vec<String>| {
         let app = &app;
         let calls: Vec<_> = numbers
@@ -618,6 +631,7 @@ async fn an_open_breaker_is_logged_as_an_error_once_a_minute() {
         ("PHONEPROOF_LOG", "warn".to_owned()),
     ];
     let server = BinaryServer::start(&env).await;
+    let tokens: Vec<String> = (0..3).map(|i| token(&env, &format!("l{i}"))).collect();
     // The breaker counts per clock minute: the three requests must fall into one.
     let in_minute = chrono::Utc::now().timestamp_millis().rem_euclid(60_000);
     if in_minute > 50_000 {
@@ -628,10 +642,10 @@ async fn an_open_breaker_is_logged_as_an_error_once_a_minute() {
     }
     let client = reqwest::Client::new();
     let mut statuses = Vec::new();
-    for i in 0..3 {
+    for (i, t) in tokens.iter().enumerate() {
         let req = client
             .put(format!("{}/auth/v1/users/me/phone", server.base))
-            .bearer_auth(token(&env, &format!("l{i}")))
+            .bearer_auth(t)
             .json(&serde_json::json!({ "phone": format!("+4171000012{i}") }));
         statuses.push(req.send().await.unwrap().status().as_u16());
     }
