@@ -2,7 +2,7 @@
 //! transaction (one commit for many requests): one task on SQLite, which has one writer
 //! anyway, several on PostgreSQL. A batch that lost a race with another replica is re-run;
 //! a failing command fails only itself.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -374,6 +374,15 @@ async fn run_batch(ctx: &Ctx, jobs: &[Job]) -> Result<Vec<Result<Executed, AppEr
         }
     }
     tx.write(&writes).await?;
+    let counted: HashSet<&CounterId> = writes.counters.iter().map(|c| c.id).collect();
+    let unused: Vec<&CounterId> = wanted
+        .iter()
+        .map(|(id, _)| id)
+        .filter(|id| !counted.contains(id))
+        .collect();
+    if !unused.is_empty() {
+        tx.drop_unused_counters(&unused).await?;
+    }
     tx.commit().await?;
     if !writes.outbox.is_empty() {
         ctx.outbox_wakeup.notify_waiters();

@@ -400,6 +400,16 @@ impl WriteTx {
             .collect())
     }
 
+    /// Called after `write`: counters read for this batch in which no send was counted.
+    /// PostgreSQL created them to lock them and deletes them again (those still at 0);
+    /// SQLite only read them.
+    pub async fn drop_unused_counters(&mut self, ids: &[&CounterId]) -> Result<()> {
+        match self {
+            WriteTx::Sqlite(_) => Ok(()),
+            WriteTx::Postgres(tx) => postgres::drop_unused_counters(tx, ids).await,
+        }
+    }
+
     /// Forgets counters whose window ended by `now`.
     pub async fn prune_counters(&mut self, now: Millis) -> Result<()> {
         match self {

@@ -289,6 +289,25 @@ pub(super) async fn lock_counts(
         .map_err(StoreError::classify)
 }
 
+/// Counters this batch created (`lock_counts`) but no send counted in: gone again, so
+/// refused requests leave no rows.
+const DROP_UNUSED_COUNTERS: &str = "DELETE FROM send_counters
+     WHERE count = 0
+       AND (counter_key, window_start) IN (SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[]))";
+
+pub(super) async fn drop_unused_counters(
+    conn: &mut PgConnection,
+    ids: &[&CounterId],
+) -> Result<()> {
+    sqlx::query(DROP_UNUSED_COUNTERS)
+        .bind(ids.iter().map(|id| id.key.as_str()).collect::<Vec<_>>())
+        .bind(ids.iter().map(|id| id.window_start).collect::<Vec<_>>())
+        .execute(conn)
+        .await
+        .map_err(StoreError::classify)?;
+    Ok(())
+}
+
 pub(super) async fn prune_counters(conn: &mut PgConnection, now: Millis) -> Result<()> {
     sqlx::query(queries::PRUNE_COUNTERS)
         .bind(now)

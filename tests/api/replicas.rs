@@ -488,6 +488,22 @@ async fn two_replicas_share_the_per_number_limit_and_the_global_breaker() {
         .unwrap()
         .get(0);
     assert_eq!(queued, 25);
+    // Counters for what was sent only: the victim, the 20 pumped numbers that got a code,
+    // the total; the refused requests left no rows behind.
+    let counters: Vec<(String, i64)> =
+        sqlx::query("SELECT counter_key, count FROM send_counters ORDER BY counter_key")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+    assert_eq!(counters.len(), 22, "{counters:?}");
+    assert!(
+        counters.contains(&("d:+41799990000".into(), 5)),
+        "{counters:?}"
+    );
+    assert!(counters.contains(&("g".into(), 25)), "{counters:?}");
     crate::crash::wait_for_requests(&provider, 25).await;
     a.kill();
     b.kill();
