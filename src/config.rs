@@ -16,8 +16,11 @@ use reqwest::Url;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::{Deserialize, Serialize};
 
+use crate::client_addr::TrustedProxies;
 use crate::crypto::decode_key;
-use crate::domain::{CodePolicy, SendPolicy};
+use crate::domain::{
+    CodePolicy, DestinationPolicy, Limit, NUMBER_TYPES, Region, RegionRules, SendLimits, SendPolicy,
+};
 use crate::i18n::Language;
 use crate::store::PgTuning;
 
@@ -92,6 +95,16 @@ pub struct Settings {
     pub code: CodeSettings,
     pub sms: SmsSettings,
     pub outbox: OutboxSettings,
+    pub fraud: FraudSettings,
+}
+
+/// Against SMS pumping and bombing (README, "Abuse protection").
+#[derive(Debug, Clone)]
+pub struct FraudSettings {
+    pub destinations: DestinationPolicy,
+    pub limits: SendLimits,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` name the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -401,12 +414,56 @@ impl fmt::Display for Settings {
             c.lifetime_ms / 1000,
             c.max_attempts
         )?;
-        write!(
+        writeln!(
             f,
             "sends: resend cooldown {} s, at most {} codes per {} s per user",
             s.resend_cooldown_ms / 1000,
             s.max_per_window,
             s.window_ms / 1000
+        )?;
+        let d = &self.fraud.destinations;
+        let types: Vec<&str> = crate::domain::NUMBER_TYPES
+            .iter()
+            .filter(|(_, t)| d.allowed_types.contains(t))
+            .map(|(n, _)| *n)
+            .collect();
+        let regions = |list: &[Region]| list.iter().map(|r| r.to_string()).collect::<Vec<_>>();
+        let mut allowed = regions(&d.regions.allowed);
+        if d.regions.all_geographic {
+            allowed.insert(0, "*".into());
+        }
+        let denied = regions(&d.regions.denied);
+        writeln!(
+            f,
+            "destinations: types {}; regions {}{}",
+            types.join(","),
+            allowed.join(","),
+            if denied.is_empty() {
+                String::new()
+            } else {
+                format!(" except {}", denied.join(","))
+            }
+        )?;
+        let l = &self.fraud.limits;
+        let shown = |l: Limit| match l.max {
+            0 => "off".to_owned(),
+            n => format!("{n} per {} s", l.window_ms / 1000),
+        };
+        write!(
+            f,
+            "send limits (all replicas together): per number {}, per client address {}, per region {}, in total {}; trusted proxies: {}",
+            shown(l.destination),
+            shown(l.client),
+            shown(l.region),
+            shown(l.global),
+            match self.fraud.trusted_proxies.0.as_slice() {
+                [] => "none".to_owned(),
+                nets => nets
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            }
         )
     }
 }
@@ -587,6 +644,38 @@ impl Default for RawOutbox {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+struct RawFraud {
+    allowed_number_types: String,
+    allowed_regions: String,
+    denied_regions: String,
+    destination_max_codes: u64,
+    destination_window_secs: u64,
+    region_max_per_minute: u64,
+    global_max_per_minute: u64,
+    client_max_codes: u64,
+    client_window_secs: u64,
+    trusted_proxies: String,
+}
+
+impl Default for RawFraud {
+    fn default() -> Self {
+        Self {
+            allowed_number_types: "mobile,fixed_line,fixed_line_or_mobile".into(),
+            allowed_regions: "*".into(),
+            denied_regions: String::new(),
+            destination_max_codes: 5,
+            destination_window_secs: 3600,
+            region_max_per_minute: 120,
+            global_max_per_minute: 600,
+            client_max_codes: 0,
+            client_window_secs: 3600,
+            trusted_proxies: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 struct RawSettings {
     listen: String,
     data_dir: PathBuf,
@@ -608,6 +697,7 @@ struct RawSettings {
     code: RawCode,
     sms: RawSms,
     outbox: RawOutbox,
+    fraud: RawFraud,
 }
 
 impl Default for RawSettings {
@@ -633,6 +723,7 @@ impl Default for RawSettings {
             code: RawCode::default(),
             sms: RawSms::default(),
             outbox: RawOutbox::default(),
+            fraud: RawFraud::default(),
         }
     }
 }
@@ -832,6 +923,90 @@ fn parse(raw: RawSettings) -> Result<Settings, ConfigError> {
         code: parse_code(raw.code)?,
         sms,
         outbox,
+        fraud: parse_fraud(raw.fraud)?,
+    })
+}
+
+/// The comma-separated items of a list setting, trimmed, empty ones skipped.
+fn list(raw: &str) -> impl Iterator<Item = &str> {
+    raw.split(',').map(str::trim).filter(|v| !v.is_empty())
+}
+
+fn parse_fraud(f: RawFraud) -> Result<FraudSettings, ConfigError> {
+    let mut allowed_types = Vec::new();
+    for name in list(&f.allowed_number_types) {
+        let Some((_, kind)) = NUMBER_TYPES.iter().find(|(n, _)| *n == name) else {
+            let known: Vec<&str> = NUMBER_TYPES.iter().map(|(n, _)| *n).collect();
+            return Err(bad(
+                "fraud.allowed_number_types",
+                format!("`{name}` is not one of {}", known.join(", ")),
+            ));
+        };
+        allowed_types.push(*kind);
+    }
+    let regions = |key: &str, raw: &str| -> Result<(bool, Vec<Region>), ConfigError> {
+        let mut all = false;
+        let mut out = Vec::new();
+        for item in list(raw) {
+            match item {
+                "*" => all = true,
+                code => out.push(code.parse().map_err(|e: String| bad(key, e))?),
+            }
+        }
+        Ok((all, out))
+    };
+    let (all_geographic, allowed) = regions("fraud.allowed_regions", &f.allowed_regions)?;
+    let (star, denied) = regions("fraud.denied_regions", &f.denied_regions)?;
+    if star {
+        return Err(bad(
+            "fraud.denied_regions",
+            "`*` is for fraud.allowed_regions",
+        ));
+    }
+    let window = |key: &str, max: u64, secs: u64| {
+        if max > 0 && secs == 0 {
+            return Err(bad(key, "must be more than 0 when its limit is set"));
+        }
+        Ok(ms_i64(secs, 1000))
+    };
+    let minute = |max| Limit::new(max, 60_000);
+    Ok(FraudSettings {
+        destinations: DestinationPolicy {
+            allowed_types,
+            regions: RegionRules {
+                all_geographic,
+                allowed,
+                denied,
+            },
+        },
+        limits: SendLimits {
+            destination: Limit::new(
+                f.destination_max_codes,
+                window(
+                    "fraud.destination_window_secs",
+                    f.destination_max_codes,
+                    f.destination_window_secs,
+                )?,
+            ),
+            client: Limit::new(
+                f.client_max_codes,
+                window(
+                    "fraud.client_window_secs",
+                    f.client_max_codes,
+                    f.client_window_secs,
+                )?,
+            ),
+            region: minute(f.region_max_per_minute),
+            global: minute(f.global_max_per_minute),
+        },
+        trusted_proxies: TrustedProxies(
+            list(&f.trusted_proxies)
+                .map(|p| {
+                    p.parse()
+                        .map_err(|e: String| bad("fraud.trusted_proxies", e))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
     })
 }
 
@@ -1213,7 +1388,7 @@ mod tests {
         ] {
             assert_eq!(names.get(env).map(String::as_str), Some(key), "{env}");
         }
-        assert_eq!(names.len(), 78, "{names:?}");
+        assert_eq!(names.len(), 88, "{names:?}");
     }
 
     #[test]
@@ -1266,6 +1441,36 @@ mod tests {
                 "`grpc_web_allowed_origins`",
             ),
             (
+                &[("PHONEPROOF_FRAUD_ALLOWED_NUMBER_TYPES", "mobile,landline")],
+                "`fraud.allowed_number_types`",
+            ),
+            (
+                &[("PHONEPROOF_FRAUD_ALLOWED_REGIONS", "CH,Switzerland")],
+                "`fraud.allowed_regions`",
+            ),
+            (
+                &[("PHONEPROOF_FRAUD_DENIED_REGIONS", "*")],
+                "`fraud.denied_regions`",
+            ),
+            (
+                &[("PHONEPROOF_FRAUD_DESTINATION_WINDOW_SECS", "0")],
+                "`fraud.destination_window_secs`",
+            ),
+            (
+                &[
+                    ("PHONEPROOF_FRAUD_CLIENT_MAX_CODES", "10"),
+                    ("PHONEPROOF_FRAUD_CLIENT_WINDOW_SECS", "0"),
+                ],
+                "`fraud.client_window_secs`",
+            ),
+            (
+                &[(
+                    "PHONEPROOF_FRAUD_TRUSTED_PROXIES",
+                    "10.0.0.0/8, proxy.local",
+                )],
+                "`fraud.trusted_proxies`",
+            ),
+            (
                 &[("PHONEPROOF_NO_SUCH_THING", "1")],
                 "`PHONEPROOF_NO_SUCH_THING`",
             ),
@@ -1304,6 +1509,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`sms.texts.xx`"), "{err}");
+    }
+
+    #[test]
+    fn fraud_lists_parse_into_the_destination_policy() {
+        let d = Settings::default().fraud.destinations;
+        assert_eq!(d, DestinationPolicy::default());
+        assert_eq!(Settings::default().fraud.limits, SendLimits::default());
+        let s = Settings::load(
+            None,
+            &env(&[
+                ("PHONEPROOF_FRAUD_ALLOWED_NUMBER_TYPES", "mobile, voip"),
+                ("PHONEPROOF_FRAUD_ALLOWED_REGIONS", "CH,DE, 881"),
+                ("PHONEPROOF_FRAUD_DENIED_REGIONS", "DE"),
+            ]),
+        )
+        .unwrap();
+        let d = s.fraud.destinations;
+        assert_eq!(
+            d.allowed_types,
+            vec![
+                crate::domain::NumberType::Mobile,
+                crate::domain::NumberType::Voip
+            ]
+        );
+        assert!(!d.regions.all_geographic);
+        assert_eq!(d.regions.allowed.len(), 3);
+        assert_eq!(d.regions.denied, vec!["DE".parse().unwrap()]);
+        let s = Settings::load(
+            None,
+            &env(&[
+                ("PHONEPROOF_FRAUD_CLIENT_MAX_CODES", "20"),
+                ("PHONEPROOF_FRAUD_TRUSTED_PROXIES", "10.0.0.0/8,2001:db8::1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.fraud.limits.client, Limit::new(20, 3_600_000));
+        assert_eq!(s.fraud.trusted_proxies.0.len(), 2);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::borrow::Cow;
 
 use crate::app::AppError;
-use crate::domain::DomainError;
+use crate::domain::{DomainError, Rule};
 use crate::i18n::{self, Language};
 use crate::sms::verify::CheckError;
 use crate::store::StoreError;
@@ -153,10 +153,35 @@ impl ApiError {
                     Some("PHONEPROOF-atmp5"),
                     "Too many wrong codes; request a new code",
                 ),
-                DomainError::SendThrottled { .. } => row(
+                // Per user and per client address alike: which one does not help the caller.
+                DomainError::SendThrottled { .. }
+                | DomainError::SendLimited {
+                    rule: Rule::User | Rule::ClientAddress,
+                    ..
+                } => row(
                     8,
                     Some("PHONEPROOF-thr0t"),
                     "Too many codes requested; try again later",
+                ),
+                // Type and region alike: the user needs another number either way.
+                DomainError::NumberRefused(_) => row(
+                    3,
+                    Some("PHONEPROOF-nosms"),
+                    "Codes cannot be sent to this phone number",
+                ),
+                DomainError::SendLimited {
+                    rule: Rule::Destination,
+                    ..
+                } => row(
+                    8,
+                    Some("PHONEPROOF-dest1"),
+                    "Too many codes sent to this phone number; try again later",
+                ),
+                // The circuit breakers, and any other limit: the service, not the caller.
+                DomainError::SendLimited { .. } => row(
+                    8,
+                    Some("PHONEPROOF-busy1"),
+                    "Too many codes are being sent right now; try again later",
                 ),
             },
             ApiError::Aborted => row(
@@ -209,9 +234,12 @@ impl ApiError {
     /// Seconds after which the same request can succeed, when waiting is what helps.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            ApiError::Domain(DomainError::SendThrottled { retry_after_secs }) => {
-                Some((*retry_after_secs).max(1))
-            }
+            ApiError::Domain(
+                DomainError::SendThrottled { retry_after_secs }
+                | DomainError::SendLimited {
+                    retry_after_secs, ..
+                },
+            ) => Some((*retry_after_secs).max(1)),
             ApiError::Unavailable => Some(1),
             _ => None,
         }

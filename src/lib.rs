@@ -1,6 +1,7 @@
 //! phoneproof: set a phone number, send it an SMS code, verify it — ZITADEL-compatible.
 pub mod app;
 pub mod auth;
+pub mod client_addr;
 pub mod clock;
 pub mod config;
 pub mod crypto;

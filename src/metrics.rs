@@ -11,6 +11,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::domain::{Region, Rule};
 use crate::store::QueueStats;
 
 /// What `render` writes: the OpenMetrics text format, which Prometheus reads.
@@ -89,6 +90,33 @@ struct GrpcLabels {
 
 type GrpcHistograms = Family<GrpcLabels, Histogram, fn() -> Histogram>;
 
+impl EncodeLabelValue for Rule {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+/// A number's region as a label: ISO 3166 codes and non-geographic calling codes, both
+/// from libphonenumber's fixed tables, and `unknown`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct RegionLabel(Option<Region>);
+
+impl EncodeLabelValue for RegionLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        match self.0 {
+            Some(region) => write!(encoder, "{region}"),
+            None => encoder.write_str("unknown"),
+        }
+    }
+}
+
+/// One refused send: the rule that refused it and the destination's region.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RefusalLabels {
+    rule: Rule,
+    region: RegionLabel,
+}
+
 pub struct Metrics {
     pub sms_sent: Counter,
     pub sms_failed: Counter,
@@ -97,6 +125,7 @@ pub struct Metrics {
     pub sms_dropped: Counter,
     requests: RequestHistograms,
     grpc: GrpcHistograms,
+    refused: Family<RefusalLabels, Counter>,
     /// Handles to the metrics above, for `render`.
     registry: Registry,
 }
@@ -111,6 +140,7 @@ impl Default for Metrics {
             sms_dropped: Counter::default(),
             requests: Family::new_with_constructor(|| Histogram::new(BUCKETS)),
             grpc: Family::new_with_constructor(|| Histogram::new(BUCKETS)),
+            refused: Family::default(),
             registry: Registry::default(),
         };
         // Counters are named without `_total`: the encoder adds it to the sample.
@@ -143,6 +173,11 @@ impl Default for Metrics {
         ] {
             m.registry.register(name, help, counter.clone());
         }
+        m.registry.register(
+            "phoneproof_sms_refused",
+            "Codes not sent because an anti-abuse rule refused them, by rule and region",
+            m.refused.clone(),
+        );
         m.registry.register(
             "phoneproof_http_request_duration_seconds",
             "HTTP requests by route, method and status",
@@ -179,6 +214,14 @@ impl Metrics {
     pub fn observe_grpc(&self, method: &'static str, code: i32, secs: f64) {
         let labels = GrpcLabels { method, code };
         self.grpc.get_or_create(&labels).observe(secs);
+    }
+
+    pub fn count_refusal(&self, rule: Rule, region: Option<Region>) {
+        let labels = RefusalLabels {
+            rule,
+            region: RegionLabel(region),
+        };
+        self.refused.get_or_create(&labels).inc();
     }
 
     /// The exposition; the queue gauges are left out when the store could not count.

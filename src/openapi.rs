@@ -9,7 +9,9 @@ use utoipa::openapi::{
 };
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::domain::{CODE_LENGTH_MESSAGE, DomainError, PHONE_LENGTH_MESSAGE, PHONE_PREFIX_MESSAGE};
+use crate::domain::{
+    CODE_LENGTH_MESSAGE, DomainError, PHONE_LENGTH_MESSAGE, PHONE_PREFIX_MESSAGE, Rule,
+};
 use crate::error::ApiError;
 use crate::routes::phone;
 
@@ -80,9 +82,29 @@ fn operation_errors(operation_id: &str) -> Vec<(&'static str, ApiError)> {
             ("PHONE-so0wa", DomainError::PhoneInvalid.into()),
             ("COMMAND-wF94r", DomainError::PhoneNotChanged.into()),
             (
+                "PHONEPROOF-nosms",
+                DomainError::NumberRefused(Rule::NumberType).into(),
+            ),
+            (
                 "throttled",
                 DomainError::SendThrottled {
                     retry_after_secs: 420,
+                }
+                .into(),
+            ),
+            (
+                "PHONEPROOF-dest1",
+                DomainError::SendLimited {
+                    rule: Rule::Destination,
+                    retry_after_secs: 1800,
+                }
+                .into(),
+            ),
+            (
+                "PHONEPROOF-busy1",
+                DomainError::SendLimited {
+                    rule: Rule::GlobalBreaker,
+                    retry_after_secs: 20,
                 }
                 .into(),
             ),
@@ -99,9 +121,29 @@ fn operation_errors(operation_id: &str) -> Vec<(&'static str, ApiError)> {
             ("COMMAND-2M9sf", DomainError::PhoneAlreadyVerified.into()),
             ("COMMAND-2b7Hf", DomainError::ResendPhoneNotFound.into()),
             (
+                "PHONEPROOF-nosms",
+                DomainError::NumberRefused(Rule::NumberType).into(),
+            ),
+            (
                 "throttled",
                 DomainError::SendThrottled {
                     retry_after_secs: 30,
+                }
+                .into(),
+            ),
+            (
+                "PHONEPROOF-dest1",
+                DomainError::SendLimited {
+                    rule: Rule::Destination,
+                    retry_after_secs: 1800,
+                }
+                .into(),
+            ),
+            (
+                "PHONEPROOF-busy1",
+                DomainError::SendLimited {
+                    rule: Rule::GlobalBreaker,
+                    retry_after_secs: 20,
                 }
                 .into(),
             ),

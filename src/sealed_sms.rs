@@ -82,6 +82,7 @@ mod tests {
             to: PhoneNumber::parse("+41710000000").unwrap(),
             code: "K7Q2XZ".into(),
             language: Language::from_code(language).unwrap(),
+            region: None,
         }
     }
 

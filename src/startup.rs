@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::app::PhoneService;
 use crate::auth::TokenVerifier;
+use crate::client_addr::ClientAddr;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{AuthMode, Settings};
 use crate::domain::{CodeHasher, PhoneNumber, Policies};
@@ -151,7 +152,10 @@ impl Core {
         let policies = Policies {
             code: settings.code.policy.clone(),
             send: settings.code.send.clone(),
+            destinations: settings.fraud.destinations.clone(),
+            limits: settings.fraud.limits.clone(),
         };
+        let metrics = Arc::new(Metrics::default());
         let service = PhoneService::new(
             store,
             clock.unwrap_or_else(|| Arc::new(SystemClock)),
@@ -159,13 +163,14 @@ impl Core {
             CodeHasher::new(secrets.code_key),
             sealer.clone(),
             twilio_verify(&settings.sms),
+            metrics.clone(),
         );
         Ok(Core {
             settings,
             secrets,
             service,
             sealer,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
         })
     }
 
@@ -228,6 +233,7 @@ pub fn build_routes(state: Arc<AppState>) -> impl Endpoint<Output = poem::Respon
     let body_limit = state.body_limit as u64;
     let verifier = state.verifier.clone();
     let negotiator = state.negotiator;
+    let trusted_proxies = state.trusted_proxies.clone();
     let grpc = Arc::new(crate::grpc::endpoint(state.clone()));
     let mut route = ops::routes(phone::routes(Route::new()));
     for prefix in crate::grpc::PATH_PREFIXES {
@@ -240,8 +246,12 @@ pub fn build_routes(state: Arc<AppState>) -> impl Endpoint<Output = poem::Respon
         // A panic in a handler answers 500 in the contract's shape instead of a dropped
         // connection; the panic itself is logged by the panic hook.
         .with(CatchPanic::new().with_handler(panic_response))
-        .around(move |ep, req| {
+        .around(move |ep, mut req| {
             let metrics = metrics.clone();
+            // Resolved once here for both surfaces (REST and gRPC read it from the request).
+            let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+            let client = ClientAddr(trusted_proxies.client_of(peer, req.headers()));
+            req.extensions_mut().insert(client);
             async move {
                 // Refused before a byte of the body is read: with `Expect: 100-continue` the
                 // client is told 413 instead of being invited to upload.
@@ -380,6 +390,7 @@ impl Application {
             body_limit: s.body_limit,
             metrics: core.metrics.clone(),
             grpc_web_origins: s.grpc_web_origins.clone(),
+            trusted_proxies: s.fraud.trusted_proxies.clone(),
             openapi_json: crate::openapi::openapi_json(),
             swagger_config: Arc::new(utoipa_swagger_ui::Config::new(["/openapi.json"])),
         });

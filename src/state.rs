@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::app::PhoneService;
 use crate::auth::TokenVerifier;
+use crate::client_addr::TrustedProxies;
 use crate::config::AllowedOrigins;
 use crate::i18n::Negotiator;
 use crate::metrics::Metrics;
@@ -18,6 +19,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Origins whose pages may call gRPC-web (CORS).
     pub grpc_web_origins: AllowedOrigins,
+    /// Whose forwarding headers name the client (for the per-address send limit).
+    pub trusted_proxies: TrustedProxies,
     pub openapi_json: String,
     pub swagger_config: Arc<utoipa_swagger_ui::Config<'static>>,
 }

@@ -4,17 +4,21 @@
 //! write in one transaction, wake the outbox worker, answer in domain types.
 mod writer;
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
 use crate::clock::{Millis, SharedClock};
 use crate::domain::{
-    CheckPlan, CodeHasher, Command, DomainError, NewCode, PhoneNumber, PhoneState, Policies,
-    ResourceOwner, UserId, VerificationCode, generate_code, os_random, plan_check,
+    CheckPlan, CodeHasher, Command, DomainError, NewCode, NumberFacts, PhoneNumber, PhoneState,
+    Policies, Region, ResourceOwner, Rule, UserId, VerificationCode, generate_code, os_random,
+    plan_check, screen,
 };
 use crate::i18n::Language;
+use crate::metrics::Metrics;
 use crate::sealed_sms::SmsSealer;
 use crate::sms::verify::{CheckError, TwilioVerify};
 use crate::store::{Store, StoreError};
@@ -63,6 +67,10 @@ struct Inner {
     writer: Writer,
     /// Verify mode: Twilio Verify makes and checks the codes.
     twilio_verify: Option<TwilioVerify>,
+    metrics: Arc<Metrics>,
+    /// The minute a circuit breaker was last logged as open, so an attack logs once a
+    /// minute, not once a request.
+    breaker_logged: AtomicI64,
 }
 
 /// Cheap to clone; every clone is the same service.
@@ -80,6 +88,7 @@ impl PhoneService {
         hasher: CodeHasher,
         sealer: SmsSealer,
         twilio_verify: Option<TwilioVerify>,
+        metrics: Arc<Metrics>,
     ) -> PhoneService {
         let outbox_wakeup = Arc::new(Notify::new());
         let writer = Writer::start(
@@ -97,6 +106,8 @@ impl PhoneService {
                 outbox_wakeup,
                 writer,
                 twilio_verify,
+                metrics,
+                breaker_logged: AtomicI64::new(i64::MIN),
             }),
         }
     }
@@ -133,9 +144,18 @@ impl PhoneService {
         owner: &ResourceOwner,
         phone: PhoneNumber,
         language: Language,
+        client: Option<IpAddr>,
     ) -> Result<Change, AppError> {
+        // Refused before a code is drawn or the write path is asked: a flood of numbers
+        // that cannot get codes costs no transaction.
+        let facts = NumberFacts::of(&phone);
+        if let Err(refused) = screen(&facts, &self.inner.policies.destinations) {
+            self.count_refusal(&refused, facts.region);
+            return Err(refused.into());
+        }
         let code = self.new_code(language);
-        self.change(user, owner, Command::Set { phone, code }).await
+        self.change(user, owner, Command::Set { phone, code }, client)
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(user = %user))]
@@ -148,11 +168,11 @@ impl PhoneService {
         if let Some(twilio) = &self.inner.twilio_verify {
             let state = self.get(user).await?;
             if let Some(command) = self.twilio_check(twilio, &state, code).await? {
-                return self.change(user, owner, command).await;
+                return self.change(user, owner, command, None).await;
             }
         }
         let candidate = self.inner.hasher.hash(code.expose());
-        self.change(user, owner, Command::Verify { candidate })
+        self.change(user, owner, Command::Verify { candidate }, None)
             .await
     }
 
@@ -199,14 +219,16 @@ impl PhoneService {
         user: &UserId,
         owner: &ResourceOwner,
         language: Language,
+        client: Option<IpAddr>,
     ) -> Result<Change, AppError> {
         let code = self.new_code(language);
-        self.change(user, owner, Command::Resend { code }).await
+        self.change(user, owner, Command::Resend { code }, client)
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(user = %user))]
     pub async fn remove(&self, user: &UserId, owner: &ResourceOwner) -> Result<Change, AppError> {
-        self.change(user, owner, Command::Remove).await
+        self.change(user, owner, Command::Remove, None).await
     }
 
     /// Whether an outbox message for the code added at `code_sequence` should still go out
@@ -241,6 +263,7 @@ impl PhoneService {
                 verification_sid,
             },
             delivered_message: Some(message_id.to_owned()),
+            client: None,
         };
         let done = self.inner.writer.execute(job).await?;
         Ok(done.wrote_events)
@@ -255,12 +278,24 @@ impl PhoneService {
         owner: &ResourceOwner,
         command: Command,
     ) -> Result<Executed, AppError> {
+        self.execute_from(user, owner, command, None).await
+    }
+
+    /// `execute`, for a request from `client`.
+    pub async fn execute_from(
+        &self,
+        user: &UserId,
+        owner: &ResourceOwner,
+        command: Command,
+        client: Option<IpAddr>,
+    ) -> Result<Executed, AppError> {
         let job = Job {
             user: user.clone(),
             owner: owner.clone(),
             now: self.now(),
             command,
             delivered_message: None,
+            client,
         };
         self.inner.writer.execute(job).await
     }
@@ -280,14 +315,43 @@ impl PhoneService {
         user: &UserId,
         owner: &ResourceOwner,
         command: Command,
+        client: Option<IpAddr>,
     ) -> Result<Change, AppError> {
         crate::faults::panic_if_asked(user.as_ref(), "service");
-        let done = self.execute(user, owner, command).await?;
+        let asked_for = match &command {
+            Command::Set { phone, .. } => Some(phone.clone()),
+            _ => None,
+        };
+        let done = self.execute_from(user, owner, command, client).await?;
+        if let Err(refused) = &done.outcome {
+            // A refused Set leaves the old number in the state; the refused one is asked for.
+            let to = asked_for.as_ref().or(done.state.phone.as_ref());
+            self.count_refusal(refused, to.and_then(|p| NumberFacts::of(p).region));
+        }
         done.outcome?;
         Ok(Change {
             sequence: done.state.sequence,
             changed_at: done.state.changed_at.unwrap_or_default(),
         })
+    }
+
+    /// Counts a refused send by rule and region; an open circuit breaker is an error for
+    /// the operator (the bill is at stake), logged once a minute per process.
+    fn count_refusal(&self, refused: &DomainError, region: Option<Region>) {
+        let Some(rule) = refused.rule() else {
+            return;
+        };
+        self.inner.metrics.count_refusal(rule, region);
+        if matches!(rule, Rule::GlobalBreaker | Rule::RegionBreaker) {
+            let minute = self.now().div_euclid(60_000);
+            if self.inner.breaker_logged.swap(minute, Ordering::Relaxed) != minute {
+                tracing::error!(
+                    %rule,
+                    region = %region.map(|r| r.to_string()).unwrap_or_default(),
+                    "SMS circuit breaker open: new codes are refused until the window ends"
+                );
+            }
+        }
     }
 
     fn new_code(&self, language: Language) -> NewCode {

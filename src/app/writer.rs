@@ -2,9 +2,11 @@
 //! transaction (one commit for many requests): one task on SQLite, which has one writer
 //! anyway, several on PostgreSQL. A batch that lost a race with another replica is re-run;
 //! a failing command fails only itself.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use futures::FutureExt;
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
@@ -12,10 +14,13 @@ use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use super::AppError;
 use crate::clock::Millis;
 use crate::domain::{
-    Command, DomainError, PhoneState, Policies, ResourceOwner, UserId, decide, os_random,
+    Command, CounterId, Counters, Decision, DomainError, NumberFacts, PhoneState, Policies,
+    ResourceOwner, SendLimits, UserId, decide, os_random,
 };
 use crate::sealed_sms::SmsSealer;
-use crate::store::{BatchWrites, NewEvent, NewOutboxRow, Store, StoreError};
+use crate::store::{
+    BatchWrites, CounterAdd, LoadedStates, NewEvent, NewOutboxRow, Store, StoreError,
+};
 
 /// Commands committed in one transaction at most; one fsync covers them all.
 const MAX_BATCH: usize = 256;
@@ -23,6 +28,8 @@ const MAX_BATCH: usize = 256;
 const MAX_RETRIES: usize = 8;
 /// Batches in flight at once on PostgreSQL (each holds one pooled connection).
 const PG_WRITERS: usize = 4;
+/// Ended send-counter windows are deleted at most this often per process.
+const PRUNE_EVERY_MS: i64 = 60_000;
 
 /// One command on one user's phone, with everything needed to decide it.
 #[derive(Debug, Clone)]
@@ -34,6 +41,8 @@ pub(super) struct Job {
     /// Marks this outbox message delivered in the same transaction; when it is no longer
     /// pending, the command writes nothing.
     pub delivered_message: Option<String>,
+    /// Where the request came from, for the per-client-address limit.
+    pub client: Option<IpAddr>,
 }
 
 /// What a command did: its answer, the state after it, and whether it wrote events.
@@ -58,6 +67,8 @@ struct Ctx {
     policies: Policies,
     sealer: SmsSealer,
     outbox_wakeup: Arc<Notify>,
+    /// When this process last pruned ended send-counter windows.
+    last_prune: AtomicI64,
 }
 
 /// The queue of the group-commit tasks.
@@ -78,6 +89,7 @@ impl Writer {
             policies,
             sealer,
             outbox_wakeup,
+            last_prune: AtomicI64::new(i64::MIN),
         });
         let (queue, rx) = mpsc::channel(4096);
         let rx = Arc::new(Mutex::new(rx));
@@ -243,6 +255,14 @@ async fn run_batch(ctx: &Ctx, jobs: &[Job]) -> Result<Vec<Result<Executed, AppEr
         None => Default::default(),
         Some(_) => tx.mark_delivered(&deliveries, jobs[0].now).await?,
     };
+    // The limits beyond the user's own, on counts every writer shares; read (on PostgreSQL,
+    // locked) once for the whole batch.
+    let limits = &ctx.policies.limits;
+    let wanted = counters_wanted(limits, jobs, &loaded);
+    let mut counters = match wanted.is_empty() {
+        true => Counters::default(),
+        false => Counters::new(tx.counts(&wanted).await?),
+    };
     let mut states: HashMap<&str, PhoneState> = HashMap::with_capacity(users.len());
     let mut writes = BatchWrites::default();
     let mut changed: Vec<&str> = Vec::new();
@@ -280,7 +300,18 @@ async fn run_batch(ctx: &Ctx, jobs: &[Job]) -> Result<Vec<Result<Executed, AppEr
             states.insert(user, state);
             continue;
         }
-        let decision = decide(&state, &job.command, &ctx.policies, job.now);
+        let mut decision = decide(&state, &job.command, &ctx.policies, job.now);
+        if let Some(sms) = &decision.sms {
+            let keys = limits.keys(&sms.to, sms.region, job.client, job.now);
+            if let Err(refused) = counters.admit(&keys, job.now) {
+                // Refused like any rule: nothing written, nothing sent.
+                decision = Decision {
+                    events: vec![],
+                    outcome: Err(refused),
+                    sms: None,
+                };
+            }
+        }
         let first_seq = state.sequence + 1;
         let next = decision
             .events
@@ -325,12 +356,69 @@ async fn run_batch(ctx: &Ctx, jobs: &[Job]) -> Result<Vec<Result<Executed, AppEr
         .into_iter()
         .map(|user| (user, states[user].to_stored()))
         .collect();
+    writes.counters = counters
+        .added()
+        .map(|(id, count, expires_at)| CounterAdd {
+            id,
+            count,
+            expires_at,
+        })
+        .collect();
+    if !writes.counters.is_empty() {
+        // Keeps the table to the windows still running (bounded by the sends they allow).
+        let now = jobs[0].now;
+        let last = ctx.last_prune.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= PRUNE_EVERY_MS {
+            ctx.last_prune.store(now, Ordering::Relaxed);
+            tx.prune_counters(now).await?;
+        }
+    }
     tx.write(&writes).await?;
+    let counted: HashSet<&CounterId> = writes.counters.iter().map(|c| c.id).collect();
+    let unused: Vec<&CounterId> = wanted
+        .iter()
+        .map(|(id, _)| id)
+        .filter(|id| !counted.contains(id))
+        .collect();
+    if !unused.is_empty() {
+        tx.drop_unused_counters(&unused).await?;
+    }
     tx.commit().await?;
     if !writes.outbox.is_empty() {
         ctx.outbox_wakeup.notify_waiters();
     }
     Ok(results)
+}
+
+/// The counters the batch's sends may touch: each Set's number, and each Resend's number as
+/// stored (a Set earlier in the batch names its number itself), with their expiry.
+fn counters_wanted(
+    limits: &SendLimits,
+    jobs: &[Job],
+    loaded: &LoadedStates,
+) -> Vec<(CounterId, Millis)> {
+    if !limits.any() {
+        return Vec::new();
+    }
+    let mut wanted: Vec<(CounterId, Millis)> = Vec::new();
+    for job in jobs {
+        let to = match &job.command {
+            Command::Set { phone, .. } => Some(phone),
+            Command::Resend { .. } => loaded
+                .get(job.user.as_ref())
+                .and_then(|s| s.as_ref().ok())
+                .and_then(|s| s.phone.as_ref()),
+            _ => None,
+        };
+        if let Some(to) = to {
+            let region = NumberFacts::of(to).region;
+            let keys = limits.keys(to, region, job.client, job.now);
+            wanted.extend(keys.into_iter().map(|k| (k.id, k.expires_at)));
+        }
+    }
+    wanted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    wanted.dedup_by(|a, b| a.0 == b.0);
+    wanted
 }
 
 fn new_message_id() -> String {

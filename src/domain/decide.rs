@@ -1,7 +1,10 @@
 //! Pure decisions: (state, command, now) -> events, an answer and the SMS to send.
 //! No I/O, no clock, no RNG: the caller passes the time and the freshly drawn code.
 use super::twilio_verify::{CheckResult, decide_twilio_checked};
-use super::{CodeHash, CodePolicy, DomainError, Event, PhoneNumber, PhoneState};
+use super::{
+    CodeHash, CodePolicy, DestinationPolicy, DomainError, Event, NumberFacts, PhoneNumber,
+    PhoneState, Region, SendLimits, screen,
+};
 use crate::clock::Millis;
 use crate::i18n::Language;
 
@@ -55,10 +58,37 @@ impl Command {
 pub struct Policies {
     pub code: CodePolicy,
     pub send: SendPolicy,
+    pub destinations: DestinationPolicy,
+    /// Applied by the write path, which holds the shared counts.
+    pub limits: SendLimits,
 }
 
 /// The one decision entry point: what `command` does to a phone in `state` at `now`.
 pub fn decide(state: &PhoneState, command: &Command, policies: &Policies, now: Millis) -> Decision {
+    let decision = decide_rules(state, command, policies, now);
+    // Whatever would send a code (Set, and Resend to a number stored before the rules
+    // changed) sends it only to a number the destination rules admit.
+    let Some(sms) = &decision.sms else {
+        return decision;
+    };
+    match screen(&NumberFacts::of(&sms.to), &policies.destinations) {
+        Ok(region) => Decision {
+            sms: decision.sms.map(|sms| SmsToSend {
+                region: Some(region),
+                ..sms
+            }),
+            ..decision
+        },
+        Err(refused) => Decision::reject(refused),
+    }
+}
+
+fn decide_rules(
+    state: &PhoneState,
+    command: &Command,
+    policies: &Policies,
+    now: Millis,
+) -> Decision {
     match command {
         Command::Set { phone, code } => {
             decide_set(state, phone, code, &policies.code, &policies.send, now)
@@ -163,6 +193,9 @@ pub struct SmsToSend {
     /// Empty when Twilio Verify makes the code.
     pub code: String,
     pub language: Language,
+    /// Where `to` is, as the destination rules found it (they parse the number; the send
+    /// limits need the region too).
+    pub region: Option<Region>,
 }
 
 impl std::fmt::Debug for SmsToSend {
@@ -241,6 +274,7 @@ fn decide_set(
             to: phone.clone(),
             code: code.plain(),
             language: code.language(),
+            region: None,
         }),
     }
 }
@@ -276,6 +310,7 @@ fn decide_resend(
             to: phone.clone(),
             code: code.plain(),
             language: code.language(),
+            region: None,
         }),
     }
 }
@@ -336,7 +371,7 @@ fn decide_remove(state: &PhoneState) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::CodeHasher;
+    use crate::domain::{CodeHasher, NumberType, Rule};
     use proptest::prelude::*;
 
     fn phone(raw: &str) -> PhoneNumber {
@@ -652,6 +687,30 @@ mod tests {
                 true,
             ),
             (
+                "PHONE-so0wa: a number that cannot exist",
+                vec![(set(P1), 0)],
+                (set("+4175000000"), 60_000),
+                Err(DomainError::PhoneInvalid),
+                &[],
+                false,
+            ),
+            (
+                "PHONEPROOF-nosms: a premium-rate number",
+                vec![(set(P1), 0)],
+                (set("+41900123456"), 60_000),
+                Err(DomainError::NumberRefused(Rule::NumberType)),
+                &[],
+                false,
+            ),
+            (
+                "PHONEPROOF-nosms: a satellite number",
+                vec![],
+                (set("+881612345678"), 0),
+                Err(DomainError::NumberRefused(Rule::Region)),
+                &[],
+                false,
+            ),
+            (
                 "COMMAND-2b7Hf: resend without a phone",
                 vec![],
                 (resend(), 0),
@@ -725,6 +784,10 @@ mod tests {
             let types: Vec<&str> = d.events.iter().map(Event::event_type).collect();
             assert_eq!(types, events, "{name}");
             assert_eq!(d.sms.is_some(), sms, "{name}");
+            if let Some(sms) = &d.sms {
+                // The send limits count by it.
+                assert!(sms.region.is_some(), "{name}: the SMS knows its region");
+            }
             if let (Some(sms), Command::Set { phone, .. }) = (&d.sms, &when) {
                 assert_eq!(&sms.to, phone, "{name}: the SMS goes to the new number");
             }
@@ -738,6 +801,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A number stored while the rules allowed it gets no more codes once they do not.
+    #[test]
+    fn resend_to_a_number_the_rules_now_refuse_is_refused() {
+        let h = CodeHasher::new([9; 32]);
+        let mut then = Policies::default();
+        then.destinations
+            .allowed_types
+            .push(NumberType::PremiumRate);
+        let set = Command::Set {
+            phone: phone("+41900123456"),
+            code: new_code(&h, "A"),
+        };
+        let d = decide(&PhoneState::default(), &set, &then, 0);
+        assert_eq!(d.outcome, Ok(()));
+        let state = fold(PhoneState::default(), &d, 0);
+        let resend = Command::Resend {
+            code: new_code(&h, "B"),
+        };
+        let d = decide(&state, &resend, &Policies::default(), 60_000);
+        assert_eq!(d.outcome, Err(DomainError::NumberRefused(Rule::NumberType)));
+        assert!(d.events.is_empty() && d.sms.is_none());
     }
 
     proptest! {

@@ -11,6 +11,7 @@ use tracing::Instrument;
 
 use crate::app::Change;
 use crate::auth::{AuthenticatedUser, single_bearer_token};
+use crate::client_addr::ClientAddr;
 use crate::clock::Millis;
 use crate::domain::{PhoneNumber, ResourceOwner, VerificationCode, validate_phone_field};
 use crate::error::{ApiError, ERROR_DETAIL_TYPE, Localized};
@@ -185,6 +186,12 @@ impl PhoneGrpc {
     }
 }
 
+/// The client's address as the routing layer resolved it (the HTTP request's extensions
+/// reach tonic's).
+fn client_of<T>(req: &Request<T>) -> Option<std::net::IpAddr> {
+    req.extensions().get::<ClientAddr>().and_then(|c| c.0)
+}
+
 fn decode_phone(raw: &str) -> Result<PhoneNumber, ApiError> {
     validate_phone_field(raw).map_err(|m| ApiError::Validation(m.to_owned()))?;
     Ok(PhoneNumber::parse(raw)?)
@@ -232,7 +239,13 @@ impl AuthService for PhoneGrpc {
             let change = self
                 .state
                 .service
-                .set(&user.user_id, &user.resource_owner, phone, user.language)
+                .set(
+                    &user.user_id,
+                    &user.resource_owner,
+                    phone,
+                    user.language,
+                    client_of(&request),
+                )
                 .await?;
             Ok(auth::SetMyPhoneResponse {
                 details: change_details(change, &user.resource_owner),
@@ -267,7 +280,12 @@ impl AuthService for PhoneGrpc {
             let change = self
                 .state
                 .service
-                .resend(&user.user_id, &user.resource_owner, user.language)
+                .resend(
+                    &user.user_id,
+                    &user.resource_owner,
+                    user.language,
+                    client_of(&request),
+                )
                 .await?;
             Ok(auth::ResendMyPhoneVerificationResponse {
                 details: change_details(change, &user.resource_owner),
@@ -321,6 +339,13 @@ mod tests {
         }));
         assert_eq!(throttled.code(), tonic::Code::ResourceExhausted);
         assert_eq!(throttled.metadata().get("retry-after").unwrap(), "17");
+        let limited = status_of(&ApiError::Domain(DomainError::SendLimited {
+            rule: crate::domain::Rule::Destination,
+            retry_after_secs: 1800,
+        }));
+        assert_eq!(limited.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(limited.metadata().get("retry-after").unwrap(), "1800");
+        assert!(limited.message().ends_with("(PHONEPROOF-dest1)"));
         assert_eq!(
             status_of(&ApiError::Unavailable).code(),
             tonic::Code::Unavailable

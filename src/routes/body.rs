@@ -12,7 +12,8 @@ use crate::error::ApiError;
 #[schema(as = v1SetMyPhoneRequest)]
 pub struct SetMyPhoneRequest {
     /// The phone number in international form, starting with `+` (spaces, dashes and
-    /// parentheses are accepted); stored and returned as E.164.
+    /// parentheses are accepted); stored and returned as E.164. It must be a number that
+    /// can exist (libphonenumber), of a type and region the server sends codes to.
     #[serde(default)]
     #[schema(value_type = String, min_length = 1, max_length = 50, pattern = r"^\+", example = "+41 71 000 00 00", required = true)]
     pub phone: Option<String>,

@@ -1,4 +1,5 @@
 //! The five "my phone" routes of ZITADEL's Auth API.
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use poem::web::{Data, Json};
@@ -8,6 +9,7 @@ use utoipa::ToSchema;
 
 use crate::app::Change;
 use crate::auth::AuthenticatedUser;
+use crate::client_addr::ClientAddr;
 use crate::clock::rfc3339;
 use crate::domain::ResourceOwner;
 use crate::error::{ApiError, Localized};
@@ -125,6 +127,11 @@ async fn in_language<T>(
     })
 }
 
+/// The client's address as the routing layer resolved it.
+fn client_of(req: &Request) -> Option<IpAddr> {
+    req.extensions().get::<ClientAddr>().and_then(|c| c.0)
+}
+
 fn content_type(req: &Request) -> Option<&str> {
     req.headers()
         .get(header::CONTENT_TYPE)
@@ -206,7 +213,13 @@ pub async fn set_my_phone(
         let phone = decode_set_phone(content_type(req), &read_body(app, req, body).await?)?;
         let change = app
             .service
-            .set(&user.user_id, &user.resource_owner, phone, user.language)
+            .set(
+                &user.user_id,
+                &user.resource_owner,
+                phone,
+                user.language,
+                client_of(req),
+            )
             .await?;
         Ok(Json(SetMyPhoneResponse {
             details: change_details(change, &user.resource_owner),
@@ -253,7 +266,7 @@ pub async fn verify_my_phone(
     operation_id = "AuthService_ResendMyPhoneVerification",
     tag = "User Phone",
     summary = "Resend Phone verification",
-    description = "Sends a new code to the phone number of the authenticated user; the previous code stops working. Throttled per user: a cooldown after each code and a limit of codes per rolling window, answered with 429 and `Retry-After`.",
+    description = "Sends a new code to the phone number of the authenticated user; the previous code stops working. Throttled per user: a cooldown after each code and a limit of codes per rolling window; limited too per number (whoever asks), optionally per client address, and by circuit breakers per region and in total. Each limit is answered with 429 and `Retry-After`.",
     request_body(content = ResendMyPhoneVerificationRequest, content_type = "application/json"),
     responses((status = 200, description = "A successful response.", body = ResendMyPhoneVerificationResponse)),
     security(("BearerAuth" = []))
@@ -270,7 +283,12 @@ pub async fn resend_my_phone_verification(
         decode_resend(content_type(req), &read_body(app, req, body).await?)?;
         let change = app
             .service
-            .resend(&user.user_id, &user.resource_owner, user.language)
+            .resend(
+                &user.user_id,
+                &user.resource_owner,
+                user.language,
+                client_of(req),
+            )
             .await?;
         Ok(Json(ResendMyPhoneVerificationResponse {
             details: change_details(change, &user.resource_owner),

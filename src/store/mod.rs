@@ -7,7 +7,7 @@ mod sqlite;
 use std::collections::{HashMap, HashSet};
 
 use crate::clock::Millis;
-use crate::domain::{Event, PhoneState, StateFormatError};
+use crate::domain::{CounterId, Event, PhoneState, StateFormatError};
 
 pub use postgres::{PgStore, PgTuning};
 pub use sqlite::SqliteStore;
@@ -180,11 +180,23 @@ pub struct BatchWrites<'a> {
     /// The new projection state of each user who got events, once per user.
     pub phones: Vec<(&'a str, String)>,
     pub outbox: Vec<NewOutboxRow<'a>>,
+    /// What the batch's sends add to the shared send counters.
+    pub counters: Vec<CounterAdd<'a>>,
+}
+
+/// Sends to add to one counter.
+pub struct CounterAdd<'a> {
+    pub id: &'a CounterId,
+    pub count: u64,
+    pub expires_at: Millis,
 }
 
 impl BatchWrites<'_> {
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.phones.is_empty() && self.outbox.is_empty()
+        self.events.is_empty()
+            && self.phones.is_empty()
+            && self.outbox.is_empty()
+            && self.counters.is_empty()
     }
 }
 
@@ -364,6 +376,46 @@ impl WriteTx {
             WriteTx::Postgres(tx) => postgres::mark_delivered(tx, ids, now).await?,
         };
         Ok(done.into_iter().collect())
+    }
+
+    /// The current counts of send counters (absent ones are 0). PostgreSQL creates and
+    /// locks each row until commit, in key order, so replicas count one after the other.
+    pub async fn counts(
+        &mut self,
+        counters: &[(CounterId, Millis)],
+    ) -> Result<HashMap<CounterId, u64>> {
+        let rows = match self {
+            WriteTx::Sqlite(tx) => tx.counts(counters).await?,
+            WriteTx::Postgres(tx) => postgres::lock_counts(tx, counters).await?,
+        };
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let id = CounterId {
+                    key: r.counter_key,
+                    window_start: r.window_start,
+                };
+                (id, r.count.max(0) as u64)
+            })
+            .collect())
+    }
+
+    /// Called after `write`: counters read for this batch in which no send was counted.
+    /// PostgreSQL created them to lock them and deletes them again (those still at 0);
+    /// SQLite only read them.
+    pub async fn drop_unused_counters(&mut self, ids: &[&CounterId]) -> Result<()> {
+        match self {
+            WriteTx::Sqlite(_) => Ok(()),
+            WriteTx::Postgres(tx) => postgres::drop_unused_counters(tx, ids).await,
+        }
+    }
+
+    /// Forgets counters whose window ended by `now`.
+    pub async fn prune_counters(&mut self, now: Millis) -> Result<()> {
+        match self {
+            WriteTx::Sqlite(tx) => tx.prune_counters(now).await,
+            WriteTx::Postgres(tx) => postgres::prune_counters(tx, now).await,
+        }
     }
 
     /// Appends the events, replaces the projection rows and queues the SMS.

@@ -8,10 +8,11 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use super::queries::{
-    self, ClaimRow, EventRow, OutboxListRow, QueueStatsRow, SecretsRow, StateRow,
+    self, ClaimRow, CounterRow, EventRow, OutboxListRow, QueueStatsRow, SecretsRow, StateRow,
 };
 use super::{BatchWrites, OutboxSettle, Result, StoreError, StoredSecrets};
 use crate::clock::Millis;
+use crate::domain::CounterId;
 
 /// Locks the batch's rows in one statement, in user order: two batches locking overlapping
 /// users always lock them in the same order, so they cannot deadlock.
@@ -47,8 +48,22 @@ const WRITE_BATCH: &str = "WITH ev AS (
        SELECT i, u, o, c, r, p, 'pending', 0, a, a, a
        FROM UNNEST($9::TEXT[], $10::TEXT[], $11::TEXT[], $12::BIGINT[], $13::TEXT[], $14::BYTEA[], $15::BIGINT[])
          AS x(i, u, o, c, r, p, a)
+     ), sc AS (
+       INSERT INTO send_counters (counter_key, window_start, expires_at, count)
+       SELECT * FROM UNNEST($16::TEXT[], $17::BIGINT[], $18::BIGINT[], $19::BIGINT[])
+       ON CONFLICT (counter_key, window_start)
+       DO UPDATE SET count = send_counters.count + excluded.count
      )
      SELECT 1";
+
+/// Creates the batch's counters that do not exist yet and locks them all until commit, in
+/// key order (so two batches cannot deadlock on them), returning their counts: a replica
+/// counting the same number or region waits for this batch to commit, then sees its sends.
+const LOCK_COUNTS: &str = "INSERT INTO send_counters (counter_key, window_start, expires_at, count)
+     SELECT k, w, e, 0 FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BIGINT[]) AS x(k, w, e)
+     ORDER BY k, w
+     ON CONFLICT (counter_key, window_start) DO UPDATE SET count = send_counters.count
+     RETURNING counter_key, window_start, count";
 
 const INSERT_SECRETS: &str =
     "INSERT INTO server_secrets (id, signing_key, code_key, outbox_key) VALUES (1, $1, $2, $3)
@@ -249,9 +264,63 @@ pub(super) async fn mark_delivered(
         .map_err(StoreError::classify)
 }
 
+pub(super) async fn lock_counts(
+    conn: &mut PgConnection,
+    ids: &[(CounterId, Millis)],
+) -> Result<Vec<CounterRow>> {
+    // ON CONFLICT DO UPDATE may touch a row once per statement: each counter once, sorted.
+    let mut ids: Vec<&(CounterId, Millis)> = ids.iter().collect();
+    ids.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    ids.dedup_by(|a, b| a.0 == b.0);
+    sqlx::query_as(LOCK_COUNTS)
+        .bind(
+            ids.iter()
+                .map(|(id, _)| id.key.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            ids.iter()
+                .map(|(id, _)| id.window_start)
+                .collect::<Vec<_>>(),
+        )
+        .bind(ids.iter().map(|(_, e)| *e).collect::<Vec<_>>())
+        .fetch_all(conn)
+        .await
+        .map_err(StoreError::classify)
+}
+
+/// Counters this batch created (`lock_counts`) but no send counted in: gone again, so
+/// refused requests leave no rows.
+const DROP_UNUSED_COUNTERS: &str = "DELETE FROM send_counters
+     WHERE count = 0
+       AND (counter_key, window_start) IN (SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[]))";
+
+pub(super) async fn drop_unused_counters(
+    conn: &mut PgConnection,
+    ids: &[&CounterId],
+) -> Result<()> {
+    sqlx::query(DROP_UNUSED_COUNTERS)
+        .bind(ids.iter().map(|id| id.key.as_str()).collect::<Vec<_>>())
+        .bind(ids.iter().map(|id| id.window_start).collect::<Vec<_>>())
+        .execute(conn)
+        .await
+        .map_err(StoreError::classify)?;
+    Ok(())
+}
+
+pub(super) async fn prune_counters(conn: &mut PgConnection, now: Millis) -> Result<()> {
+    sqlx::query(queries::PRUNE_COUNTERS)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map_err(StoreError::classify)?;
+    Ok(())
+}
+
 pub(super) async fn write(conn: &mut PgConnection, w: &BatchWrites<'_>) -> Result<()> {
     let ev = &w.events;
     let ob = &w.outbox;
+    let sc = &w.counters;
     sqlx::query(WRITE_BATCH)
         .bind(ev.iter().map(|e| e.user).collect::<Vec<_>>())
         .bind(ev.iter().map(|e| e.sequence as i64).collect::<Vec<_>>())
@@ -276,6 +345,10 @@ pub(super) async fn write(conn: &mut PgConnection, w: &BatchWrites<'_>) -> Resul
         )
         .bind(ob.iter().map(|m| m.sealed.as_slice()).collect::<Vec<_>>())
         .bind(ob.iter().map(|m| m.at).collect::<Vec<_>>())
+        .bind(sc.iter().map(|c| c.id.key.as_str()).collect::<Vec<_>>())
+        .bind(sc.iter().map(|c| c.id.window_start).collect::<Vec<_>>())
+        .bind(sc.iter().map(|c| c.expires_at).collect::<Vec<_>>())
+        .bind(sc.iter().map(|c| c.count as i64).collect::<Vec<_>>())
         .execute(conn)
         .await
         .map_err(StoreError::classify)?;

@@ -36,6 +36,16 @@ pub(super) const QUEUE_STATS: &str = "SELECT
 
 pub(super) const PING: &str = "SELECT 1";
 
+/// Counters whose window ended count for nothing any more.
+pub(super) const PRUNE_COUNTERS: &str = "DELETE FROM send_counters WHERE expires_at <= $1";
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct CounterRow {
+    pub counter_key: String,
+    pub window_start: i64,
+    pub count: i64,
+}
+
 #[derive(Debug, sqlx::FromRow)]
 pub(super) struct StateRow {
     pub user_id: String,

@@ -12,9 +12,12 @@ use sqlx::sqlite::{
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::queries::{self, ClaimRow, EventRow, OutboxListRow, QueueStatsRow, StateRow};
+use super::queries::{
+    self, ClaimRow, CounterRow, EventRow, OutboxListRow, QueueStatsRow, StateRow,
+};
 use super::{BatchWrites, OutboxSettle, Result, StoreError};
 use crate::clock::Millis;
+use crate::domain::CounterId;
 
 const CLAIM: &str = "UPDATE sms_outbox SET lease_until = $1, updated_at = $2
      WHERE id IN (SELECT id FROM sms_outbox
@@ -51,6 +54,14 @@ const ENQUEUE_SMS: &str =
      SELECT value ->> '$.id', value ->> '$.u', value ->> '$.o', value ->> '$.c', value ->> '$.r',
             unhex(value ->> '$.p'), 'pending', 0, value ->> '$.a', value ->> '$.a', value ->> '$.a'
      FROM json_each($1)";
+
+const COUNTS: &str = "SELECT c.counter_key, c.window_start, c.count
+     FROM send_counters c JOIN json_each($1) j
+       ON c.counter_key = j.value ->> '$.k' AND c.window_start = j.value ->> '$.w'";
+
+const ADD_COUNTS: &str = "INSERT INTO send_counters (counter_key, window_start, expires_at, count)
+     SELECT value ->> '$.k', value ->> '$.w', value ->> '$.e', value ->> '$.n' FROM json_each($1) WHERE true
+     ON CONFLICT (counter_key, window_start) DO UPDATE SET count = count + excluded.count";
 
 /// The writer connection, and whether a transaction is open on it.
 struct WriterSlot {
@@ -251,6 +262,28 @@ impl SqliteTx {
             .map_err(StoreError::classify)
     }
 
+    /// The one writer serialises every transaction, so reading the counts is enough.
+    pub(super) async fn counts(&mut self, ids: &[(CounterId, Millis)]) -> Result<Vec<CounterRow>> {
+        let keys: Vec<serde_json::Value> = ids
+            .iter()
+            .map(|(id, _)| serde_json::json!({"k": id.key, "w": id.window_start}))
+            .collect();
+        sqlx::query_as(COUNTS)
+            .bind(serde_json::Value::Array(keys).to_string())
+            .fetch_all(self.conn()?)
+            .await
+            .map_err(StoreError::classify)
+    }
+
+    pub(super) async fn prune_counters(&mut self, now: Millis) -> Result<()> {
+        sqlx::query(queries::PRUNE_COUNTERS)
+            .bind(now)
+            .execute(self.conn()?)
+            .await
+            .map_err(StoreError::classify)?;
+        Ok(())
+    }
+
     pub(super) async fn write(&mut self, w: &BatchWrites<'_>) -> Result<()> {
         use serde_json::json;
         let conn = self.conn()?;
@@ -274,6 +307,13 @@ impl SqliteTx {
                 w.outbox
                     .iter()
                     .map(|m| json!({"id": m.id, "u": m.user, "o": m.owner, "c": m.code_sequence, "r": m.recipient_masked, "p": hex::encode(&m.sealed), "a": m.at}))
+                    .collect(),
+            ),
+            (
+                ADD_COUNTS,
+                w.counters
+                    .iter()
+                    .map(|c| json!({"k": c.id.key, "w": c.id.window_start, "e": c.expires_at, "n": c.count}))
                     .collect(),
             ),
         ];

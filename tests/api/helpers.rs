@@ -184,6 +184,11 @@ impl TestApp {
         .await
     }
 
+    /// `set_phone` with an owned token, for many requests at once.
+    pub async fn set_phone_owned(&self, token: String, phone: String) -> Answer {
+        self.set_phone(&token, &phone).await
+    }
+
     pub async fn verify(&self, token: &str, code: &str) -> Answer {
         self.call(
             Method::POST,
@@ -316,6 +321,14 @@ impl TestApp {
         on_test_db!(self, c => {
             sqlx::query(sql).bind(param).execute(&mut c).await.unwrap();
         });
+    }
+
+    /// One number a query behind the service's back answers (`SELECT COUNT(*) ...`).
+    pub async fn scalar(&self, sql: &'static str) -> i64 {
+        use sqlx::Row;
+        on_test_db!(self, c => {
+            sqlx::query(sql).fetch_one(&mut c).await.unwrap().get::<i64, _>(0)
+        })
     }
 
     /// Everything stored in the tables, as text, for "never at rest" checks.

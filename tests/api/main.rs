@@ -6,6 +6,7 @@ mod delivery;
 mod errors;
 mod failures;
 mod flow;
+mod fraud;
 mod grpc;
 mod hardening;
 mod helpers;

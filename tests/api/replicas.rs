@@ -30,6 +30,9 @@ fn replica_env(
         ("PHONEPROOF_OUTBOX_POLL_INTERVAL_MS", "100".into()),
         ("PHONEPROOF_CODE_RESEND_COOLDOWN_SECS", "0".into()),
         ("PHONEPROOF_CODE_MAX_PER_WINDOW", "0".into()),
+        // These measure replicas under load, not the anti-abuse limits (fraud.rs has theirs).
+        ("PHONEPROOF_FRAUD_REGION_MAX_PER_MINUTE", "0".into()),
+        ("PHONEPROOF_FRAUD_GLOBAL_MAX_PER_MINUTE", "0".into()),
         ("PHONEPROOF_LOG", "warn".into()),
     ];
     env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
@@ -404,4 +407,105 @@ async fn a_database_down_at_start_is_waited_for() {
         log.contains("PostgreSQL not reachable yet"),
         "the retries are logged:\n{log}"
     );
+}
+
+/// Bombing and pumping against two replicas on one PostgreSQL: the per-number limit and the
+/// global breaker hold for the two together, not once per process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_share_the_per_number_limit_and_the_global_breaker() {
+    if !crate::postgres::available() {
+        return;
+    }
+    let pg = PgServer::start_new();
+    let db = pg.fresh_database().await;
+    let provider = MockServer::start().await;
+    // 5 codes to the victim, then 20 more until the global breaker (25 a minute) opens.
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(25)
+        .mount(&provider)
+        .await;
+    let env = replica_env(
+        &db,
+        &provider,
+        &[("PHONEPROOF_FRAUD_GLOBAL_MAX_PER_MINUTE", "25")],
+    );
+    let (a, b) = tokio::join!(BinaryServer::start(&env), BinaryServer::start(&env));
+    let bases = [a.base.clone(), b.base.clone()];
+    let client = reqwest::Client::new();
+    let tokens: Vec<String> = (0..80)
+        .map(|i| token(&env, &format!("abuser-{i}")))
+        .collect();
+    // The breaker counts per clock minute (the per-number limit per clock hour): both bursts
+    // must fall into one, so a start late in a minute waits for the next one.
+    let in_minute = chrono::Utc::now().timestamp_millis().rem_euclid(60_000);
+    if in_minute > 40_000 {
+        tokio::time::sleep(Duration::from_millis((60_100 - in_minute) as u64)).await;
+    }
+    let burst = |phones: Vec<String>, tokens: &[String]| {
+        let calls = phones
+            .into_iter()
+            .zip(tokens.to_vec())
+            .enumerate()
+            .map(|(i, (phone, t))| {
+                let (client, base) = (&client, &bases[i % 2]);
+                async move {
+                    let body = json!({ "phone": phone });
+                    call(client, base, reqwest::Method::PUT, "", &t, Some(body)).await
+                }
+            });
+        futures::stream::iter(calls)
+            .buffer_unordered(40)
+            .collect::<Vec<Answer>>()
+    };
+    let ids = |answers: &[Answer]| {
+        let mut ids: HashMap<String, usize> = HashMap::new();
+        for a in answers {
+            let id = a.body["details"][0]["id"]
+                .as_str()
+                .unwrap_or("ok")
+                .to_owned();
+            *ids.entry(id).or_default() += 1;
+        }
+        ids
+    };
+    let victim = vec!["+41 79 999 00 00".to_owned(); 40];
+    let bombing = burst(victim, &tokens[..40]).await;
+    assert_eq!(
+        ids(&bombing),
+        HashMap::from([("ok".into(), 5), ("PHONEPROOF-dest1".into(), 35)])
+    );
+    let numbers = (0..40).map(|i| format!("+41 79 888 {i:02} 00")).collect();
+    let pumping = burst(numbers, &tokens[40..]).await;
+    assert_eq!(
+        ids(&pumping),
+        HashMap::from([("ok".into(), 20), ("PHONEPROOF-busy1".into(), 20)])
+    );
+    let mut conn = sqlx::PgConnection::connect(&db).await.unwrap();
+    let queued: i64 = sqlx::query("SELECT COUNT(*) FROM sms_outbox")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(queued, 25);
+    // Counters for what was sent only: the victim, the 20 pumped numbers that got a code,
+    // the total; the refused requests left no rows behind.
+    let counters: Vec<(String, i64)> =
+        sqlx::query("SELECT counter_key, count FROM send_counters ORDER BY counter_key")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+    assert_eq!(counters.len(), 22, "{counters:?}");
+    assert!(
+        counters.contains(&("d:+41799990000".into(), 5)),
+        "{counters:?}"
+    );
+    assert!(counters.contains(&("g".into(), 25)), "{counters:?}");
+    crate::crash::wait_for_requests(&provider, 25).await;
+    a.kill();
+    b.kill();
+    provider.verify().await;
 }
