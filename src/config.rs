@@ -87,6 +87,8 @@ pub struct Settings {
     pub max_header_bytes: usize,
     /// HTTP/2 PING interval; a peer that does not answer within it is dropped.
     pub http2_keepalive_interval: Duration,
+    /// A request is read and answered (up to the response head) within this, or gets 408.
+    pub request_timeout: Duration,
     pub log_format: LogFormat,
     /// Origins whose pages may call the gRPC-web surface.
     pub grpc_web_origins: AllowedOrigins,
@@ -690,6 +692,7 @@ struct RawSettings {
     header_read_timeout_ms: u64,
     max_header_bytes: usize,
     http2_keepalive_interval_ms: u64,
+    request_timeout_ms: u64,
     log_format: String,
     grpc_web_allowed_origins: String,
     auth: RawAuth,
@@ -716,6 +719,7 @@ impl Default for RawSettings {
             header_read_timeout_ms: 10_000,
             max_header_bytes: 32 * 1024,
             http2_keepalive_interval_ms: 20_000,
+            request_timeout_ms: 30_000,
             log_format: "text".into(),
             grpc_web_allowed_origins: "*".into(),
             auth: RawAuth::default(),
@@ -915,6 +919,10 @@ fn parse(raw: RawSettings) -> Result<Settings, ConfigError> {
         http2_keepalive_interval: Duration::from_millis(nonzero(
             "http2_keepalive_interval_ms",
             raw.http2_keepalive_interval_ms,
+        )?),
+        request_timeout: Duration::from_millis(nonzero(
+            "request_timeout_ms",
+            raw.request_timeout_ms,
         )?),
         log_format,
         grpc_web_origins,
@@ -1388,7 +1396,7 @@ mod tests {
         ] {
             assert_eq!(names.get(env).map(String::as_str), Some(key), "{env}");
         }
-        assert_eq!(names.len(), 88, "{names:?}");
+        assert_eq!(names.len(), 89, "{names:?}");
     }
 
     #[test]

@@ -36,15 +36,24 @@ pub struct BoundedAcceptor {
     inner: TcpAcceptor,
     slots: Arc<Semaphore>,
     idle_timeout: Duration,
+    first_byte_timeout: Duration,
     last_logged: Option<Instant>,
 }
 
 impl BoundedAcceptor {
-    pub fn new(inner: TcpAcceptor, max_connections: usize, idle_timeout: Duration) -> Self {
+    /// `first_byte_timeout` bounds a connection that has sent nothing yet (it would otherwise
+    /// hold its slot for the whole idle timeout).
+    pub fn new(
+        inner: TcpAcceptor,
+        max_connections: usize,
+        idle_timeout: Duration,
+        first_byte_timeout: Duration,
+    ) -> Self {
         Self {
             inner,
             slots: Arc::new(Semaphore::new(max_connections)),
             idle_timeout,
+            first_byte_timeout: first_byte_timeout.min(idle_timeout),
             last_logged: None,
         }
     }
@@ -70,16 +79,18 @@ impl Acceptor for BoundedAcceptor {
             match self.inner.accept().await {
                 Ok((io, local, remote, scheme)) => {
                     let counted = Counted {
-                        io,
-                        _slot: slot,
+                        io: Some(io),
+                        slot: Some(slot),
                         idle_timeout: self.idle_timeout,
+                        first_byte_timeout: self.first_byte_timeout,
                         last_moved: tokio::time::Instant::now(),
-                        deadline: Box::pin(tokio::time::sleep(self.idle_timeout)),
+                        deadline: Box::pin(tokio::time::sleep(self.first_byte_timeout)),
                         protocol: Protocol::Unknown,
                         unanswered: false,
                         replacement: None,
                         closing: false,
                         draining: false,
+                        drained_all: false,
                         drained: 0,
                     };
                     return Ok((counted, local, remote, scheme));
@@ -110,9 +121,11 @@ impl Acceptor for BoundedAcceptor {
 /// 400/414/431 with an empty body and has no hook for them, and says nothing at all when it drops
 /// a request whose head did not arrive in time (408 here).
 pub struct Counted {
-    io: TcpStream,
-    _slot: OwnedSemaphorePermit,
+    /// Taken only when dropped, by the task that drains it.
+    io: Option<TcpStream>,
+    slot: Option<OwnedSemaphorePermit>,
     idle_timeout: Duration,
+    first_byte_timeout: Duration,
     /// When a byte last moved; the timer is only moved when it fires, so a busy connection
     /// pays a clock read per read or write, not a timer re-registration.
     last_moved: tokio::time::Instant,
@@ -125,6 +138,8 @@ pub struct Counted {
     /// The last answer is out (or shutdown began): what still arrives is drained, not answered.
     closing: bool,
     draining: bool,
+    /// The bounded drain ran to its end (else the drop finishes it).
+    drained_all: bool,
     drained: usize,
 }
 
@@ -138,7 +153,7 @@ enum Protocol {
 /// What is read and thrown away after the last answer so that closing with unread bytes does not
 /// reset the connection before the client has read the answer (a 413 to a large upload).
 const DRAIN_BYTES: usize = 1 << 20;
-const DRAIN_TIME: Duration = Duration::from_secs(2);
+const DRAIN_TIME: Duration = Duration::from_secs(5);
 
 /// A complete HTTP/1.1 answer in the contract's shape (google.rpc.Status JSON), closing.
 fn status_answer(status: &str, code: i32, message: &str) -> Vec<u8> {
@@ -189,7 +204,12 @@ impl Counted {
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             ready!(self.deadline.as_mut().poll(cx));
-            let idle_until = self.last_moved + self.idle_timeout;
+            let limit = if self.protocol == Protocol::Unknown {
+                self.first_byte_timeout
+            } else {
+                self.idle_timeout
+            };
+            let idle_until = self.last_moved + limit;
             if idle_until <= tokio::time::Instant::now() {
                 return Poll::Ready(());
             }
@@ -238,7 +258,8 @@ impl Counted {
             if *sent == bytes.len() {
                 break;
             }
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &bytes[*sent..]))?;
+            let io = self.io.as_mut().expect("present until dropped");
+            let n = ready!(Pin::new(io).poll_write(cx, &bytes[*sent..]))?;
             if n == 0 {
                 return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
             }
@@ -265,12 +286,17 @@ impl Counted {
 
     /// A request hyper dropped half-read (its head came too slowly, or the connection idled
     /// mid-request) gets a 408, best effort: the socket buffer of a stalled connection has room.
-    fn answer_abandoned(&mut self) {
+    fn answer_abandoned(&mut self) -> bool {
         if self.protocol == Protocol::Http1 && self.unanswered && self.replacement.is_none() {
             self.unanswered = false;
             let answer = status_answer("408 Request Timeout", 4, "request not received in time");
-            let _ = self.io.try_write(&answer);
+            return self.io().try_write(&answer).is_ok();
         }
+        false
+    }
+
+    fn io(&mut self) -> &mut TcpStream {
+        self.io.as_mut().expect("present until dropped")
     }
 
     /// After the last answer: discard what the client still sends, up to a bound.
@@ -281,7 +307,7 @@ impl Counted {
         let mut chunk = [0u8; 8192];
         while self.drained < DRAIN_BYTES {
             let mut buf = ReadBuf::new(&mut chunk);
-            match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
+            match Pin::new(self.io()).poll_read(cx, &mut buf) {
                 Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(()),
                 Poll::Ready(Ok(())) => self.drained += buf.filled().len(),
                 Poll::Ready(Err(_)) => return Poll::Ready(()),
@@ -293,11 +319,44 @@ impl Counted {
 }
 
 impl Drop for Counted {
+    /// hyper drops a connection it gave up on (a timed-out head, a parse error) without
+    /// shutting it down; closing a socket with unread bytes resets it, and the client may then
+    /// lose the answer just written. So a connection that got a last answer is drained by a
+    /// task of its own, bounded, keeping its slot until then.
     fn drop(&mut self) {
-        if !self.closing {
-            self.answer_abandoned();
+        let answered = !self.closing && self.answer_abandoned();
+        let last_answer_out = answered || self.closing || self.replacement.is_some();
+        if self.protocol != Protocol::Http1 || self.drained_all || !last_answer_out {
+            return;
         }
+        let (Some(io), Ok(runtime)) = (self.io.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let slot = self.slot.take();
+        runtime.spawn(async move {
+            drain(io).await;
+            drop(slot);
+        });
     }
+}
+
+/// Half-closes `io` (the client sees the end of the answer), then reads away what it still
+/// sends, at most `DRAIN_BYTES` within `DRAIN_TIME`.
+async fn drain(mut io: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let _ = io.shutdown().await;
+        let mut chunk = [0u8; 8192];
+        let mut drained = 0;
+        while drained < DRAIN_BYTES {
+            match io.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
 }
 
 impl AsyncRead for Counted {
@@ -307,7 +366,7 @@ impl AsyncRead for Counted {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<IoResult<()>> {
         let before = buf.filled().len();
-        match Pin::new(&mut self.io).poll_read(cx, buf) {
+        match Pin::new(self.io()).poll_read(cx, buf) {
             Poll::Ready(result) => {
                 self.saw_read(&buf.filled()[before..]);
                 Poll::Ready(result)
@@ -332,7 +391,7 @@ impl AsyncWrite for Counted {
         if self.replacement.is_some() || self.intercept(buf) {
             return self.poll_replacement(cx, buf.len());
         }
-        let written = Pin::new(&mut self.io).poll_write(cx, buf);
+        let written = Pin::new(self.io()).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = written {
             self.saw_write(&buf[..n]);
         }
@@ -340,7 +399,7 @@ impl AsyncWrite for Counted {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<IoResult<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        Pin::new(self.io()).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<IoResult<()>> {
@@ -353,8 +412,9 @@ impl AsyncWrite for Counted {
         }
         // The answer and our FIN first, so the client reads the answer whole; then what it is
         // still sending is read away, within bounds, before the socket closes.
-        ready!(Pin::new(&mut self.io).poll_shutdown(cx))?;
+        ready!(Pin::new(self.io()).poll_shutdown(cx))?;
         ready!(self.poll_drain(cx));
+        self.drained_all = true;
         Poll::Ready(Ok(()))
     }
 
@@ -371,7 +431,7 @@ impl AsyncWrite for Counted {
             let reported = bufs.iter().map(|b| b.len()).sum();
             return self.poll_replacement(cx, reported);
         }
-        let written = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        let written = Pin::new(self.io()).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = written {
             self.saw_write(&head[..n.min(head.len())]);
         }
@@ -379,6 +439,6 @@ impl AsyncWrite for Counted {
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        self.io.as_ref().is_some_and(|io| io.is_write_vectored())
     }
 }

@@ -21,8 +21,55 @@ pub struct ConnectionLimits {
     pub max_header_bytes: usize,
     pub http2_max_concurrent_streams: u32,
     pub http2_keepalive_interval: Duration,
+    /// A request must be read and answered (up to its response head) within this.
+    pub request_timeout: Duration,
     /// How long requests in flight may finish once shutdown begins.
     pub drain_timeout: Duration,
+}
+
+/// What a request that ran out of time is told, in its surface's shape.
+struct DeadlineAnswer {
+    grpc_content_type: Option<poem::http::HeaderValue>,
+    http1: bool,
+}
+
+const DEADLINE_MESSAGE: &str = "request not completed in time";
+
+impl DeadlineAnswer {
+    fn for_request(req: &Request) -> Self {
+        let content_type = req.headers().get(poem::http::header::CONTENT_TYPE);
+        Self {
+            grpc_content_type: content_type
+                .filter(|v| v.as_bytes().starts_with(b"application/grpc"))
+                .cloned(),
+            http1: req.version() < poem::http::Version::HTTP_2,
+        }
+    }
+
+    fn response(self) -> Response {
+        if let Some(content_type) = self.grpc_content_type {
+            // gRPC and gRPC-web: a trailers-only answer, DEADLINE_EXCEEDED.
+            return Response::builder()
+                .header(poem::http::header::CONTENT_TYPE, content_type)
+                .header("grpc-status", "4")
+                .header("grpc-message", "request%20not%20completed%20in%20time")
+                .finish();
+        }
+        let body = serde_json::json!({ "code": 4, "message": DEADLINE_MESSAGE }).to_string();
+        let mut resp = Response::builder()
+            .status(poem::http::StatusCode::REQUEST_TIMEOUT)
+            .content_type("application/json")
+            .header(poem::http::header::CACHE_CONTROL, "no-store")
+            .body(body);
+        if self.http1 {
+            // The rest of a half-sent body must not be read as the next request.
+            resp.headers_mut().insert(
+                poem::http::header::CONNECTION,
+                poem::http::HeaderValue::from_static("close"),
+            );
+        }
+        resp
+    }
 }
 
 /// Serves `ep` on every accepted connection until `stop` resolves, then lets requests in
@@ -51,7 +98,12 @@ pub async fn serve(
                 let ep = ep.clone();
                 let req = Request::from((req, local.clone(), remote.clone(), scheme.clone()));
                 async move {
-                    let resp = ep.get_response(req).await;
+                    let answer = DeadlineAnswer::for_request(&req);
+                    // Bounds a body sent slowly but never stalling for the idle timeout, and a
+                    // stream held open on an HTTP/2 connection whose pings are answered.
+                    let resp = tokio::time::timeout(limits.request_timeout, ep.get_response(req))
+                        .await
+                        .unwrap_or_else(|_| answer.response());
                     Ok::<_, std::convert::Infallible>(hyper::Response::from(resp))
                 }
             });

@@ -395,12 +395,18 @@ impl Application {
             swagger_config: Arc::new(utoipa_swagger_ui::Config::new(["/openapi.json"])),
         });
         Ok(Application {
-            acceptor: BoundedAcceptor::new(acceptor, s.max_connections, s.idle_timeout),
+            acceptor: BoundedAcceptor::new(
+                acceptor,
+                s.max_connections,
+                s.idle_timeout,
+                s.header_read_timeout,
+            ),
             limits: ConnectionLimits {
                 header_read_timeout: s.header_read_timeout,
                 max_header_bytes: s.max_header_bytes,
                 http2_max_concurrent_streams: s.http2_max_concurrent_streams,
                 http2_keepalive_interval: s.http2_keepalive_interval,
+                request_timeout: s.request_timeout,
                 drain_timeout: Duration::from_secs(10),
             },
             port,

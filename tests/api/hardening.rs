@@ -416,3 +416,67 @@ async fn an_http2_peer_that_does_not_answer_pings_is_dropped() {
     );
     app.stop().await;
 }
+
+/// Before: a connection that sent nothing held its slot for the whole idle timeout (60 s), so
+/// ~1,000 of them renewed once a minute kept everyone else out.
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed_at_the_header_deadline() {
+    let app = spawn_app_with(|s| {
+        s.header_read_timeout = Duration::from_millis(400);
+        s.idle_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let addr = app.address.trim_start_matches("http://").to_owned();
+    let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let said = read_until_closed(&mut c).await;
+    assert_eq!(said, "", "nothing asked, nothing answered");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    app.stop().await;
+}
+
+/// Before: a body dripping one byte at a time (never idle) kept its request open for good.
+/// Now the whole request has `request_timeout` to arrive and be answered.
+#[tokio::test]
+async fn a_slowly_dripped_body_is_cut_at_the_request_deadline_with_408() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(|s| {
+        s.request_timeout = Duration::from_millis(700);
+        s.idle_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let addr = app.address.trim_start_matches("http://").to_owned();
+    let token = app.token("dripper");
+    let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "PUT /auth/v1/users/me/phone HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let drip = async {
+        for _ in 0..100 {
+            if c.write_all(b" ").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let mut probe = [0u8; 1];
+            if c.try_read(&mut probe).is_ok_and(|n| n > 0) {
+                let mut rest = probe.to_vec();
+                rest.extend(read_until_closed(&mut c).await.into_bytes());
+                return String::from_utf8_lossy(&rest).into_owned();
+            }
+        }
+        panic!("still reading the body after 5 s");
+    };
+    let answer = drip.await;
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert_eq!(json_body(&answer)["code"], 4, "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(app.events("dripper").await.is_empty());
+    app.stop().await;
+}
