@@ -89,6 +89,8 @@ pub struct Settings {
     pub http2_keepalive_interval: Duration,
     /// A request is read and answered (up to the response head) within this, or gets 408.
     pub request_timeout: Duration,
+    /// Requests in handlers at once, all connections together (503 beyond).
+    pub max_requests_in_flight: usize,
     pub log_format: LogFormat,
     /// Origins whose pages may call the gRPC-web surface.
     pub grpc_web_origins: AllowedOrigins,
@@ -693,6 +695,7 @@ struct RawSettings {
     max_header_bytes: usize,
     http2_keepalive_interval_ms: u64,
     request_timeout_ms: u64,
+    max_requests_in_flight: usize,
     log_format: String,
     grpc_web_allowed_origins: String,
     auth: RawAuth,
@@ -720,6 +723,7 @@ impl Default for RawSettings {
             max_header_bytes: 32 * 1024,
             http2_keepalive_interval_ms: 20_000,
             request_timeout_ms: 30_000,
+            max_requests_in_flight: 1024,
             log_format: "text".into(),
             grpc_web_allowed_origins: "*".into(),
             auth: RawAuth::default(),
@@ -924,6 +928,7 @@ fn parse(raw: RawSettings) -> Result<Settings, ConfigError> {
             "request_timeout_ms",
             raw.request_timeout_ms,
         )?),
+        max_requests_in_flight: nonzero("max_requests_in_flight", raw.max_requests_in_flight)?,
         log_format,
         grpc_web_origins,
         auth: parse_auth(raw.auth)?,
@@ -1396,7 +1401,7 @@ mod tests {
         ] {
             assert_eq!(names.get(env).map(String::as_str), Some(key), "{env}");
         }
-        assert_eq!(names.len(), 89, "{names:?}");
+        assert_eq!(names.len(), 90, "{names:?}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use hyper_util::server::conn::auto;
 use poem::endpoint::BoxEndpoint;
 use poem::listener::Acceptor;
 use poem::{Endpoint, Request, Response};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio_util::task::TaskTracker;
 
 use crate::listener::BoundedAcceptor;
@@ -23,19 +23,28 @@ pub struct ConnectionLimits {
     pub http2_keepalive_interval: Duration,
     /// A request must be read and answered (up to its response head) within this.
     pub request_timeout: Duration,
+    /// Requests being handled at once, all connections together; more are answered 503.
+    pub max_requests_in_flight: usize,
     /// How long requests in flight may finish once shutdown begins.
     pub drain_timeout: Duration,
 }
 
-/// What a request that ran out of time is told, in its surface's shape.
-struct DeadlineAnswer {
+/// What a request refused by the server itself (out of time, or too many in flight) is told,
+/// in its surface's shape.
+struct Refusal {
     grpc_content_type: Option<poem::http::HeaderValue>,
     http1: bool,
 }
 
-const DEADLINE_MESSAGE: &str = "request not completed in time";
+#[derive(Clone, Copy)]
+enum Why {
+    /// Not read and answered within `request_timeout`.
+    Deadline,
+    /// `max_requests_in_flight` are being served already.
+    Busy,
+}
 
-impl DeadlineAnswer {
+impl Refusal {
     fn for_request(req: &Request) -> Self {
         let content_type = req.headers().get(poem::http::header::CONTENT_TYPE);
         Self {
@@ -46,22 +55,42 @@ impl DeadlineAnswer {
         }
     }
 
-    fn response(self) -> Response {
-        if let Some(content_type) = self.grpc_content_type {
-            // gRPC and gRPC-web: a trailers-only answer, DEADLINE_EXCEEDED.
+    fn response(&self, why: Why) -> Response {
+        let (status, code, message, grpc_message) = match why {
+            Why::Deadline => (
+                poem::http::StatusCode::REQUEST_TIMEOUT,
+                4,
+                "request not completed in time",
+                "request%20not%20completed%20in%20time",
+            ),
+            Why::Busy => (
+                poem::http::StatusCode::SERVICE_UNAVAILABLE,
+                14,
+                "Service temporarily unavailable; retry later",
+                "Service%20temporarily%20unavailable%3B%20retry%20later",
+            ),
+        };
+        if let Some(content_type) = &self.grpc_content_type {
+            // gRPC and gRPC-web: a trailers-only answer.
             return Response::builder()
-                .header(poem::http::header::CONTENT_TYPE, content_type)
-                .header("grpc-status", "4")
-                .header("grpc-message", "request%20not%20completed%20in%20time")
+                .header(poem::http::header::CONTENT_TYPE, content_type.clone())
+                .header("grpc-status", code.to_string())
+                .header("grpc-message", grpc_message)
                 .finish();
         }
-        let body = serde_json::json!({ "code": 4, "message": DEADLINE_MESSAGE }).to_string();
+        let body = serde_json::json!({ "code": code, "message": message }).to_string();
         let mut resp = Response::builder()
-            .status(poem::http::StatusCode::REQUEST_TIMEOUT)
+            .status(status)
             .content_type("application/json")
             .header(poem::http::header::CACHE_CONTROL, "no-store")
             .body(body);
-        if self.http1 {
+        if matches!(why, Why::Busy) {
+            resp.headers_mut().insert(
+                poem::http::header::RETRY_AFTER,
+                poem::http::HeaderValue::from_static("1"),
+            );
+        }
+        if self.http1 && matches!(why, Why::Deadline) {
             // The rest of a half-sent body must not be read as the next request.
             resp.headers_mut().insert(
                 poem::http::header::CONNECTION,
@@ -81,6 +110,7 @@ pub async fn serve(
     stop: impl std::future::Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let ep = Arc::new(ep);
+    let in_flight = Arc::new(Semaphore::new(limits.max_requests_in_flight));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (force_tx, force_rx) = watch::channel(false);
     let connections = TaskTracker::new();
@@ -91,19 +121,27 @@ pub async fn serve(
             accepted = acceptor.accept() => accepted?,
         };
         let ep = ep.clone();
+        let in_flight = in_flight.clone();
         let mut shutdown = shutdown_rx.clone();
         let mut force = force_rx.clone();
         connections.spawn(async move {
             let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
                 let ep = ep.clone();
+                let in_flight = in_flight.clone();
                 let req = Request::from((req, local.clone(), remote.clone(), scheme.clone()));
                 async move {
-                    let answer = DeadlineAnswer::for_request(&req);
+                    let refusal = Refusal::for_request(&req);
+                    // Every request in the handler holds its head (and up to `body_limit`);
+                    // past the cap it is answered at once, so that memory stays bounded
+                    // whatever number of connections and streams clients open.
+                    let Ok(_permit) = in_flight.try_acquire_owned() else {
+                        return Ok(hyper::Response::from(refusal.response(Why::Busy)));
+                    };
                     // Bounds a body sent slowly but never stalling for the idle timeout, and a
                     // stream held open on an HTTP/2 connection whose pings are answered.
                     let resp = tokio::time::timeout(limits.request_timeout, ep.get_response(req))
                         .await
-                        .unwrap_or_else(|_| answer.response());
+                        .unwrap_or_else(|_| refusal.response(Why::Deadline));
                     Ok::<_, std::convert::Infallible>(hyper::Response::from(resp))
                 }
             });

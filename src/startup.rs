@@ -407,6 +407,7 @@ impl Application {
                 http2_max_concurrent_streams: s.http2_max_concurrent_streams,
                 http2_keepalive_interval: s.http2_keepalive_interval,
                 request_timeout: s.request_timeout,
+                max_requests_in_flight: s.max_requests_in_flight,
                 drain_timeout: Duration::from_secs(10),
             },
             port,

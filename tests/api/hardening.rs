@@ -480,3 +480,61 @@ async fn a_slowly_dripped_body_is_cut_at_the_request_deadline_with_408() {
     assert!(app.events("dripper").await.is_empty());
     app.stop().await;
 }
+
+/// Before: 100 HTTP/2 connections × 100 stalled streams took the process to 512 MB. Now at most
+/// `max_requests_in_flight` requests are in handlers at once; more are answered 503 at once,
+/// so what unfinished requests hold is bounded whatever the number of connections and streams.
+#[tokio::test]
+async fn requests_beyond_the_in_flight_cap_are_answered_503_at_once() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(|s| s.max_requests_in_flight = 2).await;
+    let addr = app.address.trim_start_matches("http://").to_owned();
+    let token = app.token("holder");
+    // Two requests whose bodies do not come hold both places.
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "PUT /auth/v1/users/me/phone HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"pho"
+        );
+        c.write_all(head.as_bytes()).await.unwrap();
+        holders.push(c);
+    }
+    let healthz = format!("{}/healthz", app.address);
+    let busy = poll_until(Duration::from_secs(3), || async {
+        let resp = app.client.get(&healthz).send().await.unwrap();
+        (resp.status() == 503).then_some(resp)
+    })
+    .await
+    .expect("a third request is refused while two are held");
+    assert_eq!(busy.headers()["retry-after"], "1");
+    let body: serde_json::Value = busy.json().await.unwrap();
+    assert_eq!(body["code"], 14);
+    // Once they end, requests are served again.
+    drop(holders);
+    let served = poll_until(Duration::from_secs(3), || async {
+        let resp = app.client.get(&healthz).send().await.unwrap();
+        (resp.status() == 200).then_some(())
+    })
+    .await;
+    assert!(served.is_some(), "served again after the holders left");
+    assert!(app.events("holder").await.is_empty());
+    app.stop().await;
+}
+
+/// Calls `check` until it gives something, for at most `limit`.
+async fn poll_until<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < until {
+        if let Some(found) = check().await {
+            return Some(found);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
