@@ -182,13 +182,18 @@ start_server() {
     BASE_URL="http://127.0.0.1:$PORT"
     # Throttling off: with the defaults (30 s cooldown, 5 codes / 10 min per user) almost every
     # generated Set and Resend after the first would be a (documented) 429, which starves the
-    # stateful run; the throttle itself is covered by tests/api/throttling.rs.
+    # stateful run; the throttle itself is covered by tests/api/throttling.rs. The same goes for
+    # the anti-abuse limits (every consumer sets the documented example number, far more than 5
+    # times an hour); they are covered by tests/api/fraud.rs.
     env "${CLEAN_ENV[@]}" \
         PHONEPROOF_LISTEN="127.0.0.1:$PORT" \
         PHONEPROOF_DATA_DIR="$DATA_DIR" \
         PHONEPROOF_SMS_LOG_FILE="$SMS_LOG" \
         PHONEPROOF_CODE_RESEND_COOLDOWN_SECS=0 \
         PHONEPROOF_CODE_MAX_PER_WINDOW=0 \
+        PHONEPROOF_FRAUD_DESTINATION_MAX_CODES=1000000000 \
+        PHONEPROOF_FRAUD_REGION_MAX_PER_MINUTE=0 \
+        PHONEPROOF_FRAUD_GLOBAL_MAX_PER_MINUTE=0 \
         "$BIN" serve >"$DATA_DIR/server.log" 2>&1 &
     SERVER_PID=$!
     local _
