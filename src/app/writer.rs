@@ -242,11 +242,10 @@ async fn run_isolated(ctx: &Ctx, jobs: &[Job]) -> Vec<Result<Executed, AppError>
 /// once, and commit. A command whose stored state cannot be read fails alone, before
 /// anything is written.
 async fn run_batch(ctx: &Ctx, jobs: &[Job]) -> Result<Vec<Result<Executed, AppError>>, StoreError> {
-    let mut tx = ctx.store.begin().await?;
     let mut users: Vec<&str> = jobs.iter().map(|j| j.user.as_ref()).collect();
     users.sort_unstable();
     users.dedup();
-    let mut loaded = tx.load_states(&users).await?;
+    let (mut tx, mut loaded) = ctx.store.begin_loading(&users).await?;
     let deliveries: Vec<&str> = jobs
         .iter()
         .filter_map(|j| j.delivered_message.as_deref())
@@ -373,7 +372,6 @@ async fn run_batch(ctx: &Ctx, jobs: &[Job]) -> Result<Vec<Result<Executed, AppEr
             tx.prune_counters(now).await?;
         }
     }
-    tx.write(&writes).await?;
     let counted: HashSet<&CounterId> = writes.counters.iter().map(|c| c.id).collect();
     let unused: Vec<&CounterId> = wanted
         .iter()
@@ -383,7 +381,7 @@ async fn run_batch(ctx: &Ctx, jobs: &[Job]) -> Result<Vec<Result<Executed, AppEr
     if !unused.is_empty() {
         tx.drop_unused_counters(&unused).await?;
     }
-    tx.commit().await?;
+    tx.write_and_commit(&writes).await?;
     if !writes.outbox.is_empty() {
         ctx.outbox_wakeup.notify_waiters();
     }

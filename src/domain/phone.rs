@@ -1,9 +1,11 @@
 //! Phone numbers: request-field validation and the E.164 form we store.
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::OnceLock;
 
 use phonenumber::{Mode, country};
 
-use super::DomainError;
+use super::{DomainError, NumberFacts};
 
 pub const PHONE_MAX_RUNES: usize = 50;
 pub const PHONE_LENGTH_MESSAGE: &str =
@@ -23,11 +25,32 @@ pub fn validate_phone_field(raw: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// A phone number in E.164 form (`+41710000000`). Only `parse` makes one, deserialising
-/// included; `Debug` shows it masked, so a logged event or state never carries it whole.
-#[derive(Clone, PartialEq, Eq, Hash, serde::Serialize)]
+/// A phone number in E.164 form (`+41710000000`). Only `parse` makes one from outside input;
+/// deserialising reads back what we stored. `Debug` shows it masked, so a logged event or
+/// state never carries it whole.
+#[derive(Clone, serde::Serialize)]
 #[serde(transparent)]
-pub struct PhoneNumber(String);
+pub struct PhoneNumber {
+    e164: String,
+    /// libphonenumber's facts, worked out at most once per number: a Set needs them three
+    /// times (screening, the decision, the send counters) and each costs a full parse.
+    #[serde(skip)]
+    facts: OnceLock<NumberFacts>,
+}
+
+impl PartialEq for PhoneNumber {
+    fn eq(&self, other: &Self) -> bool {
+        self.e164 == other.e164
+    }
+}
+
+impl Eq for PhoneNumber {}
+
+impl Hash for PhoneNumber {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.e164.hash(state);
+    }
+}
 
 impl PhoneNumber {
     /// libphonenumber rules with CH as the default region; only what does not parse fails.
@@ -36,26 +59,52 @@ impl PhoneNumber {
         if raw.chars().any(char::is_control) {
             return Err(DomainError::PhoneInvalid);
         }
-        let e164 = e164_of(raw).ok_or(DomainError::PhoneInvalid)?;
+        let (e164, _) = e164_of(raw).ok_or(DomainError::PhoneInvalid)?;
         // A parse must be a normalisation: what we store and return has to parse back to
         // itself. National parts with leading zeros (`+41 0000 8000`) lose a different number
         // of zeros on each parse; such numbers are refused rather than silently changed.
-        if e164_of(&e164).as_deref() != Some(e164.as_str()) {
+        let (again, parsed) = e164_of(&e164).ok_or(DomainError::PhoneInvalid)?;
+        if again != e164 {
             return Err(DomainError::PhoneInvalid);
         }
-        Ok(Self(e164))
+        Ok(Self {
+            e164,
+            facts: OnceLock::from(NumberFacts::of_parsed(&parsed)),
+        })
+    }
+
+    /// What libphonenumber says about this number.
+    pub fn facts(&self) -> NumberFacts {
+        *self.facts.get_or_init(|| NumberFacts::of_e164(&self.e164))
     }
 
     pub fn masked(&self) -> String {
-        mask_phone(&self.0)
+        mask_phone(&self.e164)
     }
 }
 
+/// The form `parse` stores: `+`, a country code (never starting with 0), the national digits.
+fn is_stored_form(s: &str) -> bool {
+    let digits = s.strip_prefix('+').unwrap_or("");
+    (2..=20).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
 impl<'de> serde::Deserialize<'de> for PhoneNumber {
-    /// A stored number that no longer parses is an error, not a `PhoneNumber`.
+    /// Reads back a number `parse` stored: only the E.164 form is checked, not parsed again.
+    /// Every stored state and event holds one, so a full parse here (two of libphonenumber's,
+    /// the normalisation check) was most of the cost of loading a state; and an update of
+    /// libphonenumber's metadata must not turn a user's stored number into damaged data.
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(deserializer)?;
-        PhoneNumber::parse(&raw).map_err(serde::de::Error::custom)
+        let e164 = String::deserialize(deserializer)?;
+        if !is_stored_form(&e164) {
+            return Err(serde::de::Error::custom("not a number in E.164 form"));
+        }
+        Ok(PhoneNumber {
+            e164,
+            facts: OnceLock::new(),
+        })
     }
 }
 
@@ -67,24 +116,25 @@ impl fmt::Debug for PhoneNumber {
 
 impl AsRef<str> for PhoneNumber {
     fn as_ref(&self) -> &str {
-        &self.0
+        &self.e164
     }
 }
 
 impl fmt::Display for PhoneNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.e164)
     }
 }
 
-/// libphonenumber's E.164 form of `raw` (default region CH), if it parses at all.
-fn e164_of(raw: &str) -> Option<String> {
+/// libphonenumber's E.164 form of `raw` (default region CH), if it parses at all, with the
+/// parsed number.
+fn e164_of(raw: &str) -> Option<(String, phonenumber::PhoneNumber)> {
     let parsed = std::panic::catch_unwind(|| phonenumber::parse(Some(country::Id::CH), raw))
         .ok()?
         .ok()?;
     let e164 = parsed.format().mode(Mode::E164).to_string();
     // A parse that yields no national digits is no number to send a code to.
-    (e164.len() >= 3 && e164.starts_with('+')).then_some(e164)
+    (e164.len() >= 3 && e164.starts_with('+')).then_some((e164, parsed))
 }
 
 /// What logs may show of a number: the first three and the last two characters.
@@ -155,12 +205,26 @@ mod tests {
     }
 
     #[test]
-    fn deserialising_goes_through_parse() {
-        let p: PhoneNumber = serde_json::from_str(r#""+41 71 000 00 00""#).unwrap();
-        assert_eq!(p.as_ref(), "+41710000000");
+    fn deserialising_reads_back_what_parse_stored() {
+        let p = PhoneNumber::parse("+41 71 000 00 00").unwrap();
         let stored = serde_json::to_string(&p).unwrap();
-        assert_eq!(serde_json::from_str::<PhoneNumber>(&stored).unwrap(), p);
-        for bad in [r#""+41 ABC""#, r#""""#, r#""+41 0000 8000""#, "41710000000"] {
+        assert_eq!(stored, r#""+41710000000""#);
+        let back = serde_json::from_str::<PhoneNumber>(&stored).unwrap();
+        assert_eq!(back, p);
+        // Worked out again from the stored form, the facts are the same.
+        assert_eq!(back.facts(), p.facts());
+        assert!(p.facts().valid);
+        // Only the stored form reads back: anything else was not written by `parse`.
+        for bad in [
+            r#""+41 71 000 00 00""#,
+            r#""+41 ABC""#,
+            r#""""#,
+            r#""+""#,
+            r#""+0041710000000""#,
+            r#""41710000000""#,
+            r#""+412345678901234567890""#,
+            "41710000000",
+        ] {
             assert!(
                 serde_json::from_str::<PhoneNumber>(bad).is_err(),
                 "{bad} deserialised"
@@ -209,6 +273,15 @@ mod tests {
             // Leading zeros included: the fuzzer found those broke idempotence.
             if let Ok(first) = PhoneNumber::parse(&raw) {
                 prop_assert_eq!(PhoneNumber::parse(first.as_ref()), Ok(first));
+            }
+        }
+
+        /// Whatever `parse` makes reads back from storage as the same number.
+        #[test]
+        fn every_parsed_number_reads_back(raw in "\\+[0-9 ()-]{1,20}") {
+            if let Ok(parsed) = PhoneNumber::parse(&raw) {
+                let stored = serde_json::to_string(&parsed).unwrap();
+                prop_assert_eq!(serde_json::from_str::<PhoneNumber>(&stored).ok(), Some(parsed));
             }
         }
 

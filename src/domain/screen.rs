@@ -61,20 +61,25 @@ pub struct NumberFacts {
 
 impl NumberFacts {
     pub fn of(phone: &PhoneNumber) -> NumberFacts {
-        let unknown = NumberFacts {
-            valid: false,
-            kind: NumberType::Unknown,
-            region: None,
-        };
+        phone.facts()
+    }
+
+    /// The facts of a number in E.164 form, parsed again.
+    pub(super) fn of_e164(e164: &str) -> NumberFacts {
         // The crate panics on some inputs; a stored E.164 number has parsed before, but a
         // panic here must not take the writer down either.
-        let Some(parsed) =
-            std::panic::catch_unwind(|| phonenumber::parse(None, phone.as_ref()).ok())
-                .ok()
-                .flatten()
-        else {
-            return unknown;
-        };
+        match std::panic::catch_unwind(|| phonenumber::parse(None, e164).ok()) {
+            Ok(Some(parsed)) => NumberFacts::of_parsed(&parsed),
+            _ => NumberFacts {
+                valid: false,
+                kind: NumberType::Unknown,
+                region: None,
+            },
+        }
+    }
+
+    /// The facts of a number libphonenumber has parsed.
+    pub(super) fn of_parsed(parsed: &phonenumber::PhoneNumber) -> NumberFacts {
         let country = parsed.country();
         let region = match country.id() {
             Some(id) => Some(Region::Geographic(id)),

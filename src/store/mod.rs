@@ -243,6 +243,28 @@ impl Store {
         }
     }
 
+    /// Starts a write transaction and reads the states of `users` (each once) in it;
+    /// PostgreSQL locks the rows, in user order so concurrent batches cannot deadlock.
+    /// Users without a row are absent.
+    pub async fn begin_loading(&self, users: &[&str]) -> Result<(WriteTx, LoadedStates)> {
+        let (tx, rows) = match self {
+            Store::Sqlite(s) => {
+                let (tx, rows) = s.begin_loading(users).await?;
+                (WriteTx::Sqlite(tx), rows)
+            }
+            Store::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                let rows = postgres::load_states_for_update(&mut tx, users).await?;
+                (WriteTx::Postgres(tx), rows)
+            }
+        };
+        let states = rows
+            .into_iter()
+            .map(|(user, text)| (user, PhoneState::from_stored(&text)))
+            .collect();
+        Ok((tx, states))
+    }
+
     /// The projection's state, if the user has any event.
     pub async fn phone(&self, user: &str) -> Result<Option<PhoneState>> {
         let text = match self {
@@ -356,19 +378,6 @@ impl Store {
 }
 
 impl WriteTx {
-    /// The states of `users` (each once) as of this transaction; PostgreSQL locks the rows,
-    /// in user order so concurrent batches cannot deadlock. Users without a row are absent.
-    pub async fn load_states(&mut self, users: &[&str]) -> Result<LoadedStates> {
-        let rows = match self {
-            WriteTx::Sqlite(tx) => tx.load_states(users).await?,
-            WriteTx::Postgres(tx) => postgres::load_states_for_update(tx, users).await?,
-        };
-        Ok(rows
-            .into_iter()
-            .map(|(user, text)| (user, PhoneState::from_stored(&text)))
-            .collect())
-    }
-
     /// Marks outbox messages delivered; returns those that were still pending.
     pub async fn mark_delivered(&mut self, ids: &[&str], now: Millis) -> Result<HashSet<String>> {
         let done = match self {
@@ -400,7 +409,8 @@ impl WriteTx {
             .collect())
     }
 
-    /// Called after `write`: counters read for this batch in which no send was counted.
+    /// Counters read for this batch in which no send is counted (the batch's writes leave
+    /// them alone).
     /// PostgreSQL created them to lock them and deletes them again (those still at 0);
     /// SQLite only read them.
     pub async fn drop_unused_counters(&mut self, ids: &[&CounterId]) -> Result<()> {
@@ -418,14 +428,17 @@ impl WriteTx {
         }
     }
 
-    /// Appends the events, replaces the projection rows and queues the SMS.
-    pub async fn write(&mut self, writes: &BatchWrites<'_>) -> Result<()> {
-        if writes.is_empty() {
-            return Ok(());
-        }
+    /// Appends the events, replaces the projection rows, queues the SMS and commits.
+    pub async fn write_and_commit(self, writes: &BatchWrites<'_>) -> Result<()> {
         match self {
-            WriteTx::Sqlite(tx) => tx.write(writes).await,
-            WriteTx::Postgres(tx) => postgres::write(tx, writes).await,
+            WriteTx::Sqlite(tx) if writes.is_empty() => tx.commit().await,
+            WriteTx::Sqlite(tx) => tx.write_and_commit(writes).await,
+            WriteTx::Postgres(mut tx) => {
+                if !writes.is_empty() {
+                    postgres::write(&mut tx, writes).await?;
+                }
+                tx.commit().await.map_err(StoreError::classify)
+            }
         }
     }
 

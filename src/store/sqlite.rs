@@ -30,8 +30,11 @@ const CLAIM: &str = "UPDATE sms_outbox SET lease_until = $1, updated_at = $2
 // statement per table per batch instead of one per command (every statement is a thread
 // hand-off to sqlx's SQLite worker, the main cost here).
 
-const LOAD_STATES: &str =
-    "SELECT user_id, state FROM phones WHERE user_id IN (SELECT value FROM json_each($1))";
+// `BEGIN IMMEDIATE` travels with the batch's first read, and the writes with `COMMIT`:
+// sqlx runs every statement of one query in one trip to its worker thread, and binds `$N`
+// to the same argument in each.
+const BEGIN_AND_LOAD_STATES: &str = "BEGIN IMMEDIATE;
+     SELECT user_id, state FROM phones WHERE user_id IN (SELECT value FROM json_each($1))";
 
 const MARK_DELIVERED: &str =
     "UPDATE sms_outbox SET status = 'delivered', payload = NULL, lease_until = NULL,
@@ -39,29 +42,28 @@ const MARK_DELIVERED: &str =
      WHERE status = 'pending' AND id IN (SELECT value FROM json_each($1))
      RETURNING id";
 
-const INSERT_EVENTS: &str = "INSERT INTO events (aggregate_id, sequence, event_type, payload, created_at, resource_owner)
+// One statement per table, then the commit; an empty array writes no row. `WHERE true`
+// tells SQLite's parser an ON CONFLICT belongs to the INSERT, not a join.
+const WRITE_AND_COMMIT: &str = "INSERT INTO events (aggregate_id, sequence, event_type, payload, created_at, resource_owner)
      SELECT value ->> '$.u', value ->> '$.s', value ->> '$.t', value ->> '$.p', value ->> '$.a', value ->> '$.o'
-     FROM json_each($1)";
-
-// `WHERE true` tells SQLite's parser the ON CONFLICT belongs to the INSERT, not a join.
-const UPSERT_PHONES: &str = "INSERT INTO phones (user_id, state)
-     SELECT value ->> '$.u', value ->> '$.s' FROM json_each($1) WHERE true
-     ON CONFLICT (user_id) DO UPDATE SET state = excluded.state";
-
-const ENQUEUE_SMS: &str =
-    "INSERT INTO sms_outbox (id, user_id, resource_owner, code_sequence, recipient_masked,
+     FROM json_each($1);
+     INSERT INTO phones (user_id, state)
+     SELECT value ->> '$.u', value ->> '$.s' FROM json_each($2) WHERE true
+     ON CONFLICT (user_id) DO UPDATE SET state = excluded.state;
+     INSERT INTO sms_outbox (id, user_id, resource_owner, code_sequence, recipient_masked,
                              payload, status, attempts, next_attempt_at, created_at, updated_at)
      SELECT value ->> '$.id', value ->> '$.u', value ->> '$.o', value ->> '$.c', value ->> '$.r',
             unhex(value ->> '$.p'), 'pending', 0, value ->> '$.a', value ->> '$.a', value ->> '$.a'
-     FROM json_each($1)";
+     FROM json_each($3);
+     INSERT INTO send_counters (counter_key, window_start, expires_at, count)
+     SELECT value ->> '$.k', value ->> '$.w', value ->> '$.e', value ->> '$.n' FROM json_each($4) WHERE true
+     ON CONFLICT (counter_key, window_start) DO UPDATE SET count = count + excluded.count;
+     COMMIT";
 
 const COUNTS: &str = "SELECT c.counter_key, c.window_start, c.count
      FROM send_counters c JOIN json_each($1) j
        ON c.counter_key = j.value ->> '$.k' AND c.window_start = j.value ->> '$.w'";
 
-const ADD_COUNTS: &str = "INSERT INTO send_counters (counter_key, window_start, expires_at, count)
-     SELECT value ->> '$.k', value ->> '$.w', value ->> '$.e', value ->> '$.n' FROM json_each($1) WHERE true
-     ON CONFLICT (counter_key, window_start) DO UPDATE SET count = count + excluded.count";
 
 /// The writer connection, and whether a transaction is open on it.
 struct WriterSlot {
@@ -121,24 +123,50 @@ impl SqliteStore {
         })
     }
 
-    /// `BEGIN IMMEDIATE` takes the write lock up front, so a transaction that reads before it
-    /// writes cannot fail with "database is locked" halfway.
-    pub(super) async fn begin(&self) -> Result<SqliteTx> {
+    /// The writer connection, opened again after a transaction was abandoned on it.
+    async fn writer(&self) -> Result<OwnedMutexGuard<WriterSlot>> {
         let mut slot = self.writer.clone().lock_owned().await;
-        let conn = match slot.conn.as_mut() {
-            Some(c) => c,
-            None => slot.conn.insert(
+        if slot.conn.is_none() {
+            slot.conn = Some(
                 SqliteConnection::connect_with(&self.options)
                     .await
                     .map_err(StoreError::classify)?,
-            ),
+            );
+        }
+        Ok(slot)
+    }
+
+    /// `BEGIN IMMEDIATE` takes the write lock up front, so a transaction that reads before it
+    /// writes cannot fail with "database is locked" halfway.
+    pub(super) async fn begin(&self) -> Result<SqliteTx> {
+        let mut tx = SqliteTx {
+            slot: self.writer().await?,
         };
         sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut *conn)
+            .execute(tx.conn()?)
             .await
             .map_err(StoreError::classify)?;
-        slot.in_tx = true;
-        Ok(SqliteTx { slot })
+        tx.slot.in_tx = true;
+        Ok(tx)
+    }
+
+    /// Begins a write transaction and reads the states of `users` in it, in one statement.
+    pub(super) async fn begin_loading(
+        &self,
+        users: &[&str],
+    ) -> Result<(SqliteTx, Vec<(String, String)>)> {
+        let mut tx = SqliteTx {
+            slot: self.writer().await?,
+        };
+        // Whether the BEGIN took before an error is not known: assume it did, so a failure
+        // closes the connection (rolling back) rather than leaving a transaction open.
+        tx.slot.in_tx = true;
+        let rows: Vec<StateRow> = sqlx::query_as(BEGIN_AND_LOAD_STATES)
+            .bind(serde_json::to_string(users).expect("strings"))
+            .fetch_all(tx.conn()?)
+            .await
+            .map_err(StoreError::classify)?;
+        Ok((tx, rows.into_iter().map(|r| (r.user_id, r.state)).collect()))
     }
 
     pub(super) async fn load_state(&self, user: &str) -> Result<Option<String>> {
@@ -240,15 +268,6 @@ impl SqliteTx {
             .ok_or(StoreError::Unavailable(sqlx::Error::PoolClosed))
     }
 
-    pub(super) async fn load_states(&mut self, users: &[&str]) -> Result<Vec<(String, String)>> {
-        let rows: Vec<StateRow> = sqlx::query_as(LOAD_STATES)
-            .bind(serde_json::to_string(users).expect("strings"))
-            .fetch_all(self.conn()?)
-            .await
-            .map_err(StoreError::classify)?;
-        Ok(rows.into_iter().map(|r| (r.user_id, r.state)).collect())
-    }
-
     pub(super) async fn mark_delivered(
         &mut self,
         ids: &[&str],
@@ -284,49 +303,38 @@ impl SqliteTx {
         Ok(())
     }
 
-    pub(super) async fn write(&mut self, w: &BatchWrites<'_>) -> Result<()> {
+    /// Writes the batch and commits, in one statement.
+    pub(super) async fn write_and_commit(mut self, w: &BatchWrites<'_>) -> Result<()> {
         use serde_json::json;
-        let conn = self.conn()?;
-        let batches = [
-            (
-                INSERT_EVENTS,
-                w.events
-                    .iter()
-                    .map(|e| json!({"u": e.user, "s": e.sequence, "t": e.event_type, "p": e.payload, "a": e.at, "o": e.owner}))
-                    .collect::<Vec<_>>(),
-            ),
-            (
-                UPSERT_PHONES,
-                w.phones
-                    .iter()
-                    .map(|(user, state)| json!({"u": user, "s": state}))
-                    .collect(),
-            ),
-            (
-                ENQUEUE_SMS,
-                w.outbox
-                    .iter()
-                    .map(|m| json!({"id": m.id, "u": m.user, "o": m.owner, "c": m.code_sequence, "r": m.recipient_masked, "p": hex::encode(&m.sealed), "a": m.at}))
-                    .collect(),
-            ),
-            (
-                ADD_COUNTS,
-                w.counters
-                    .iter()
-                    .map(|c| json!({"k": c.id.key, "w": c.id.window_start, "e": c.expires_at, "n": c.count}))
-                    .collect(),
-            ),
-        ];
-        for (sql, rows) in batches {
-            if rows.is_empty() {
-                continue;
-            }
-            sqlx::query(sql)
-                .bind(serde_json::Value::Array(rows).to_string())
-                .execute(&mut *conn)
-                .await
-                .map_err(StoreError::classify)?;
-        }
+        let events: Vec<_> = w
+            .events
+            .iter()
+            .map(|e| json!({"u": e.user, "s": e.sequence, "t": e.event_type, "p": e.payload, "a": e.at, "o": e.owner}))
+            .collect();
+        let phones: Vec<_> = w
+            .phones
+            .iter()
+            .map(|(user, state)| json!({"u": user, "s": state}))
+            .collect();
+        let outbox: Vec<_> = w
+            .outbox
+            .iter()
+            .map(|m| json!({"id": m.id, "u": m.user, "o": m.owner, "c": m.code_sequence, "r": m.recipient_masked, "p": hex::encode(&m.sealed), "a": m.at}))
+            .collect();
+        let counters: Vec<_> = w
+            .counters
+            .iter()
+            .map(|c| json!({"k": c.id.key, "w": c.id.window_start, "e": c.expires_at, "n": c.count}))
+            .collect();
+        sqlx::query(WRITE_AND_COMMIT)
+            .bind(serde_json::Value::Array(events).to_string())
+            .bind(serde_json::Value::Array(phones).to_string())
+            .bind(serde_json::Value::Array(outbox).to_string())
+            .bind(serde_json::Value::Array(counters).to_string())
+            .execute(self.conn()?)
+            .await
+            .map_err(StoreError::classify)?;
+        self.slot.in_tx = false;
         Ok(())
     }
 
