@@ -245,7 +245,21 @@ async fn run_batch(ctx: &Ctx, jobs: &[Job]) -> Result<Vec<Result<Executed, AppEr
     let mut users: Vec<&str> = jobs.iter().map(|j| j.user.as_ref()).collect();
     users.sort_unstable();
     users.dedup();
-    let (mut tx, mut loaded) = ctx.store.begin_loading(&users).await?;
+    // The limits beyond the user's own, on counts every writer shares; read (on PostgreSQL,
+    // locked) with the states for the numbers the batch's Sets name, after them for the
+    // numbers its Resends find stored.
+    let limits = &ctx.policies.limits;
+    let mut wanted = counters_wanted(limits, jobs, None);
+    let (mut tx, mut loaded, mut counts) = ctx.store.begin_loading(&users, &wanted).await?;
+    let resent: Vec<(CounterId, Millis)> = counters_wanted(limits, jobs, Some(&loaded))
+        .into_iter()
+        .filter(|(id, _)| wanted.binary_search_by(|(w, _)| w.cmp(id)).is_err())
+        .collect();
+    if !resent.is_empty() {
+        counts.extend(tx.counts(&resent).await?);
+        wanted.extend(resent);
+    }
+    let mut counters = Counters::new(counts);
     let deliveries: Vec<&str> = jobs
         .iter()
         .filter_map(|j| j.delivered_message.as_deref())
@@ -253,14 +267,6 @@ async fn run_batch(ctx: &Ctx, jobs: &[Job]) -> Result<Vec<Result<Executed, AppEr
     let delivered = match deliveries.first() {
         None => Default::default(),
         Some(_) => tx.mark_delivered(&deliveries, jobs[0].now).await?,
-    };
-    // The limits beyond the user's own, on counts every writer shares; read (on PostgreSQL,
-    // locked) once for the whole batch.
-    let limits = &ctx.policies.limits;
-    let wanted = counters_wanted(limits, jobs, &loaded);
-    let mut counters = match wanted.is_empty() {
-        true => Counters::default(),
-        false => Counters::new(tx.counts(&wanted).await?),
     };
     let mut states: HashMap<&str, PhoneState> = HashMap::with_capacity(users.len());
     let mut writes = BatchWrites::default();
@@ -388,21 +394,22 @@ async fn run_batch(ctx: &Ctx, jobs: &[Job]) -> Result<Vec<Result<Executed, AppEr
     Ok(results)
 }
 
-/// The counters the batch's sends may touch: each Set's number, and each Resend's number as
-/// stored (a Set earlier in the batch names its number itself), with their expiry.
+/// The counters the batch's sends may touch, with their expiry: without `stored`, those of
+/// the numbers its Sets name; with it, those of the numbers its Resends find stored (a Set
+/// earlier in the batch names its number itself).
 fn counters_wanted(
     limits: &SendLimits,
     jobs: &[Job],
-    loaded: &LoadedStates,
+    stored: Option<&LoadedStates>,
 ) -> Vec<(CounterId, Millis)> {
     if !limits.any() {
         return Vec::new();
     }
     let mut wanted: Vec<(CounterId, Millis)> = Vec::new();
     for job in jobs {
-        let to = match &job.command {
-            Command::Set { phone, .. } => Some(phone),
-            Command::Resend { .. } => loaded
+        let to = match (&job.command, stored) {
+            (Command::Set { phone, .. }, None) => Some(phone),
+            (Command::Resend { .. }, Some(stored)) => stored
                 .get(job.user.as_ref())
                 .and_then(|s| s.as_ref().ok())
                 .and_then(|s| s.phone.as_ref()),

@@ -216,6 +216,18 @@ pub enum WriteTx {
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
+fn counter_counts(rows: Vec<queries::CounterRow>) -> HashMap<CounterId, u64> {
+    rows.into_iter()
+        .map(|r| {
+            let id = CounterId {
+                key: r.counter_key,
+                window_start: r.window_start,
+            };
+            (id, r.count.max(0) as u64)
+        })
+        .collect()
+}
+
 pub fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
@@ -243,26 +255,31 @@ impl Store {
         }
     }
 
-    /// Starts a write transaction and reads the states of `users` (each once) in it;
-    /// PostgreSQL locks the rows, in user order so concurrent batches cannot deadlock.
-    /// Users without a row are absent.
-    pub async fn begin_loading(&self, users: &[&str]) -> Result<(WriteTx, LoadedStates)> {
-        let (tx, rows) = match self {
+    /// Starts a write transaction and reads in it the states of `users` (each once) and the
+    /// counts of `counters` (absent ones are 0). PostgreSQL locks the users' rows, in user
+    /// order so concurrent batches cannot deadlock, and creates and locks the counters as
+    /// `WriteTx::counts` does. Users without a row are absent.
+    pub async fn begin_loading(
+        &self,
+        users: &[&str],
+        counters: &[(CounterId, Millis)],
+    ) -> Result<(WriteTx, LoadedStates, HashMap<CounterId, u64>)> {
+        let (tx, (states, counts)) = match self {
             Store::Sqlite(s) => {
-                let (tx, rows) = s.begin_loading(users).await?;
-                (WriteTx::Sqlite(tx), rows)
+                let (tx, loaded) = s.begin_loading(users, counters).await?;
+                (WriteTx::Sqlite(tx), loaded)
             }
             Store::Postgres(p) => {
                 let mut tx = p.begin().await?;
-                let rows = postgres::load_states_for_update(&mut tx, users).await?;
-                (WriteTx::Postgres(tx), rows)
+                let loaded = postgres::load_for_update(&mut tx, users, counters).await?;
+                (WriteTx::Postgres(tx), loaded)
             }
         };
-        let states = rows
+        let states = states
             .into_iter()
             .map(|(user, text)| (user, PhoneState::from_stored(&text)))
             .collect();
-        Ok((tx, states))
+        Ok((tx, states, counter_counts(counts)))
     }
 
     /// The projection's state, if the user has any event.
@@ -397,16 +414,7 @@ impl WriteTx {
             WriteTx::Sqlite(tx) => tx.counts(counters).await?,
             WriteTx::Postgres(tx) => postgres::lock_counts(tx, counters).await?,
         };
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                let id = CounterId {
-                    key: r.counter_key,
-                    window_start: r.window_start,
-                };
-                (id, r.count.max(0) as u64)
-            })
-            .collect())
+        Ok(counter_counts(rows))
     }
 
     /// Counters read for this batch in which no send is counted (the batch's writes leave

@@ -8,7 +8,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use super::queries::{
-    self, ClaimRow, CounterRow, EventRow, OutboxListRow, QueueStatsRow, SecretsRow, StateRow,
+    self, ClaimRow, CounterRow, EventRow, LoadRow, Loaded, OutboxListRow, QueueStatsRow, SecretsRow,
 };
 use super::{BatchWrites, OutboxSettle, Result, StoreError, StoredSecrets};
 use crate::clock::Millis;
@@ -16,8 +16,21 @@ use crate::domain::CounterId;
 
 /// Locks the batch's rows in one statement, in user order: two batches locking overlapping
 /// users always lock them in the same order, so they cannot deadlock.
-const LOAD_STATES_FOR_UPDATE: &str =
-    "SELECT user_id, state FROM phones WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE";
+/// With them, the batch's send counters are created where missing and locked, in key
+/// order, as `LOCK_COUNTS` does: one round trip for both.
+const LOAD_FOR_UPDATE: &str = "WITH p AS (
+       SELECT user_id, state FROM phones WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE
+     ), c AS (
+       INSERT INTO send_counters (counter_key, window_start, expires_at, count)
+       SELECT k, w, e, 0 FROM UNNEST($2::TEXT[], $3::BIGINT[], $4::BIGINT[]) AS x(k, w, e)
+       ORDER BY k, w
+       ON CONFLICT (counter_key, window_start) DO UPDATE SET count = send_counters.count
+       RETURNING counter_key, window_start, count
+     )
+     SELECT user_id, state, NULL::TEXT AS counter_key, NULL::BIGINT AS window_start,
+            NULL::BIGINT AS count FROM p
+     UNION ALL
+     SELECT NULL, NULL, counter_key, window_start, count FROM c";
 
 const MARK_DELIVERED: &str =
     "UPDATE sms_outbox SET status = 'delivered', payload = NULL, lease_until = NULL,
@@ -239,16 +252,40 @@ impl PgStore {
     }
 }
 
-pub(super) async fn load_states_for_update(
+/// The batch's first read: the users' states and the counters' counts, all locked.
+pub(super) async fn load_for_update(
     conn: &mut PgConnection,
     users: &[&str],
-) -> Result<Vec<(String, String)>> {
-    let rows: Vec<StateRow> = sqlx::query_as(LOAD_STATES_FOR_UPDATE)
+    counters: &[(CounterId, Millis)],
+) -> Result<Loaded> {
+    let counters = sorted_counters(counters);
+    let rows: Vec<LoadRow> = sqlx::query_as(LOAD_FOR_UPDATE)
         .bind(users)
+        .bind(
+            counters
+                .iter()
+                .map(|(id, _)| id.key.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            counters
+                .iter()
+                .map(|(id, _)| id.window_start)
+                .collect::<Vec<_>>(),
+        )
+        .bind(counters.iter().map(|(_, e)| *e).collect::<Vec<_>>())
         .fetch_all(conn)
         .await
         .map_err(StoreError::classify)?;
-    Ok(rows.into_iter().map(|r| (r.user_id, r.state)).collect())
+    Ok(LoadRow::split(rows))
+}
+
+/// ON CONFLICT DO UPDATE may touch a row once per statement: each counter once, sorted.
+fn sorted_counters(ids: &[(CounterId, Millis)]) -> Vec<&(CounterId, Millis)> {
+    let mut ids: Vec<&(CounterId, Millis)> = ids.iter().collect();
+    ids.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    ids.dedup_by(|a, b| a.0 == b.0);
+    ids
 }
 
 pub(super) async fn mark_delivered(
@@ -268,10 +305,7 @@ pub(super) async fn lock_counts(
     conn: &mut PgConnection,
     ids: &[(CounterId, Millis)],
 ) -> Result<Vec<CounterRow>> {
-    // ON CONFLICT DO UPDATE may touch a row once per statement: each counter once, sorted.
-    let mut ids: Vec<&(CounterId, Millis)> = ids.iter().collect();
-    ids.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    ids.dedup_by(|a, b| a.0 == b.0);
+    let ids = sorted_counters(ids);
     sqlx::query_as(LOCK_COUNTS)
         .bind(
             ids.iter()

@@ -46,10 +46,36 @@ pub(super) struct CounterRow {
     pub count: i64,
 }
 
+/// A row of a batch's first read: a user's state, or a send counter's count.
 #[derive(Debug, sqlx::FromRow)]
-pub(super) struct StateRow {
-    pub user_id: String,
-    pub state: String,
+pub(super) struct LoadRow {
+    pub user_id: Option<String>,
+    pub state: Option<String>,
+    pub counter_key: Option<String>,
+    pub window_start: Option<i64>,
+    pub count: Option<i64>,
+}
+
+/// The states and counts of a batch's first read.
+pub(super) type Loaded = (Vec<(String, String)>, Vec<CounterRow>);
+
+impl LoadRow {
+    pub(super) fn split(rows: Vec<LoadRow>) -> Loaded {
+        let mut states = Vec::new();
+        let mut counts = Vec::new();
+        for r in rows {
+            match (r.user_id, r.state, r.counter_key) {
+                (Some(user), Some(state), _) => states.push((user, state)),
+                (_, _, Some(counter_key)) => counts.push(CounterRow {
+                    counter_key,
+                    window_start: r.window_start.unwrap_or_default(),
+                    count: r.count.unwrap_or_default(),
+                }),
+                _ => {}
+            }
+        }
+        (states, counts)
+    }
 }
 
 #[derive(Debug, sqlx::FromRow)]

@@ -13,7 +13,7 @@ use sqlx::sqlite::{
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::queries::{
-    self, ClaimRow, CounterRow, EventRow, OutboxListRow, QueueStatsRow, StateRow,
+    self, ClaimRow, CounterRow, EventRow, LoadRow, Loaded, OutboxListRow, QueueStatsRow,
 };
 use super::{BatchWrites, OutboxSettle, Result, StoreError};
 use crate::clock::Millis;
@@ -33,8 +33,13 @@ const CLAIM: &str = "UPDATE sms_outbox SET lease_until = $1, updated_at = $2
 // `BEGIN IMMEDIATE` travels with the batch's first read, and the writes with `COMMIT`:
 // sqlx runs every statement of one query in one trip to its worker thread, and binds `$N`
 // to the same argument in each.
-const BEGIN_AND_LOAD_STATES: &str = "BEGIN IMMEDIATE;
-     SELECT user_id, state FROM phones WHERE user_id IN (SELECT value FROM json_each($1))";
+const BEGIN_AND_LOAD: &str = "BEGIN IMMEDIATE;
+     SELECT user_id, state, NULL AS counter_key, NULL AS window_start, NULL AS count
+     FROM phones WHERE user_id IN (SELECT value FROM json_each($1))
+     UNION ALL
+     SELECT NULL, NULL, c.counter_key, c.window_start, c.count
+     FROM send_counters c JOIN json_each($2) j
+       ON c.counter_key = j.value ->> '$.k' AND c.window_start = j.value ->> '$.w'";
 
 const MARK_DELIVERED: &str =
     "UPDATE sms_outbox SET status = 'delivered', payload = NULL, lease_until = NULL,
@@ -64,6 +69,14 @@ const COUNTS: &str = "SELECT c.counter_key, c.window_start, c.count
      FROM send_counters c JOIN json_each($1) j
        ON c.counter_key = j.value ->> '$.k' AND c.window_start = j.value ->> '$.w'";
 
+/// Counters as the JSON array the count queries unpack.
+fn counter_keys(ids: &[(CounterId, Millis)]) -> String {
+    let keys: Vec<serde_json::Value> = ids
+        .iter()
+        .map(|(id, _)| serde_json::json!({"k": id.key, "w": id.window_start}))
+        .collect();
+    serde_json::Value::Array(keys).to_string()
+}
 
 /// The writer connection, and whether a transaction is open on it.
 struct WriterSlot {
@@ -150,23 +163,26 @@ impl SqliteStore {
         Ok(tx)
     }
 
-    /// Begins a write transaction and reads the states of `users` in it, in one statement.
+    /// Begins a write transaction and reads the states of `users` and the counts of
+    /// `counters` in it, in one statement.
     pub(super) async fn begin_loading(
         &self,
         users: &[&str],
-    ) -> Result<(SqliteTx, Vec<(String, String)>)> {
+        counters: &[(CounterId, Millis)],
+    ) -> Result<(SqliteTx, Loaded)> {
         let mut tx = SqliteTx {
             slot: self.writer().await?,
         };
         // Whether the BEGIN took before an error is not known: assume it did, so a failure
         // closes the connection (rolling back) rather than leaving a transaction open.
         tx.slot.in_tx = true;
-        let rows: Vec<StateRow> = sqlx::query_as(BEGIN_AND_LOAD_STATES)
+        let rows: Vec<LoadRow> = sqlx::query_as(BEGIN_AND_LOAD)
             .bind(serde_json::to_string(users).expect("strings"))
+            .bind(counter_keys(counters))
             .fetch_all(tx.conn()?)
             .await
             .map_err(StoreError::classify)?;
-        Ok((tx, rows.into_iter().map(|r| (r.user_id, r.state)).collect()))
+        Ok((tx, LoadRow::split(rows)))
     }
 
     pub(super) async fn load_state(&self, user: &str) -> Result<Option<String>> {
@@ -283,12 +299,8 @@ impl SqliteTx {
 
     /// The one writer serialises every transaction, so reading the counts is enough.
     pub(super) async fn counts(&mut self, ids: &[(CounterId, Millis)]) -> Result<Vec<CounterRow>> {
-        let keys: Vec<serde_json::Value> = ids
-            .iter()
-            .map(|(id, _)| serde_json::json!({"k": id.key, "w": id.window_start}))
-            .collect();
         sqlx::query_as(COUNTS)
-            .bind(serde_json::Value::Array(keys).to_string())
+            .bind(counter_keys(ids))
             .fetch_all(self.conn()?)
             .await
             .map_err(StoreError::classify)
@@ -324,7 +336,9 @@ impl SqliteTx {
         let counters: Vec<_> = w
             .counters
             .iter()
-            .map(|c| json!({"k": c.id.key, "w": c.id.window_start, "e": c.expires_at, "n": c.count}))
+            .map(
+                |c| json!({"k": c.id.key, "w": c.id.window_start, "e": c.expires_at, "n": c.count}),
+            )
             .collect();
         sqlx::query(WRITE_AND_COMMIT)
             .bind(serde_json::Value::Array(events).to_string())
