@@ -8,11 +8,6 @@ use phoneproof::auth::TokenVerifier;
 use phoneproof::config::Settings;
 use phoneproof::startup::{Application, Core, shutdown_signal};
 
-/// Every request allocates (JSON, headers, the batch's rows); glibc's allocator spent about
-/// a sixth of the server's CPU under the Set benchmark, much of it consolidating free lists.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "phoneproof",

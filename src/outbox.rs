@@ -234,7 +234,13 @@ impl Worker {
                 continue;
             }
             tokio::select! {
-                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => log_outcome(done),
+                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    log_outcome(done);
+                    // Every slot that is free by now is filled by one claim, not one each.
+                    while let Some(done) = in_flight.try_join_next() {
+                        log_outcome(done);
+                    }
+                }
                 _ = wakeup => {}
                 _ = tokio::time::sleep(poll) => {}
                 _ = shutdown.changed() => {}
