@@ -114,8 +114,7 @@ impl Worker {
         }
         if !self
             .service
-            .delivery_wanted(&user, claimed.code_sequence)
-            .await?
+            .delivery_wanted(claimed.user_state.as_deref(), claimed.code_sequence)?
         {
             tracing::info!("code was replaced, used or expired before delivery; message dropped");
             let drop = OutboxSettle::Drop {

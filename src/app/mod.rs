@@ -232,13 +232,17 @@ impl PhoneService {
     }
 
     /// Whether an outbox message for the code added at `code_sequence` should still go out
-    /// (not replaced, used, removed or expired).
-    pub async fn delivery_wanted(
+    /// (not replaced, used, removed or expired), given the user's stored state.
+    pub fn delivery_wanted(
         &self,
-        user: &UserId,
+        stored_state: Option<&str>,
         code_sequence: u64,
     ) -> Result<bool, AppError> {
-        let state = self.get(user).await?;
+        let state = match stored_state {
+            None => PhoneState::default(),
+            Some(text) => PhoneState::from_stored(text)
+                .map_err(|e| AppError::Store(StoreError::DamagedState(e)))?,
+        };
         Ok(state.code_still_current(code_sequence, self.now()))
     }
 

@@ -105,6 +105,9 @@ pub struct ClaimedSms {
     /// Attempts made before this one.
     pub attempts: u32,
     pub created_at: Millis,
+    /// The user's stored phone state as of the claim (read with it, so whether the code is
+    /// still wanted costs no second query).
+    pub user_state: Option<String>,
 }
 
 /// An outbox row as operators see it.
@@ -332,6 +335,7 @@ impl Store {
                 payload: r.payload.unwrap_or_default(),
                 attempts: r.attempts as u32,
                 created_at: r.created_at,
+                user_state: r.state,
             })
             .collect())
     }

@@ -44,7 +44,8 @@ const CLAIM: &str = "UPDATE sms_outbox SET lease_until = $1, updated_at = $2
                     AND (lease_until IS NULL OR lease_until <= $2)
                   ORDER BY next_attempt_at LIMIT $3
                   FOR UPDATE SKIP LOCKED)
-     RETURNING id, user_id, resource_owner, code_sequence, recipient_masked, payload, attempts, created_at";
+     RETURNING id, user_id, resource_owner, code_sequence, recipient_masked, payload, attempts, created_at,
+               (SELECT state FROM phones WHERE phones.user_id = sms_outbox.user_id) AS state";
 
 /// A batch's events, projection rows and outbox rows in one statement (data-modifying CTEs
 /// over arrays): one round trip however many commands the batch holds.

@@ -97,6 +97,7 @@ pub(super) struct ClaimRow {
     pub payload: Option<Vec<u8>>,
     pub attempts: i64,
     pub created_at: i64,
+    pub state: Option<String>,
 }
 
 #[derive(Debug, sqlx::FromRow)]

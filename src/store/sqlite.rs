@@ -24,7 +24,8 @@ const CLAIM: &str = "UPDATE sms_outbox SET lease_until = $1, updated_at = $2
                   WHERE status = 'pending' AND next_attempt_at <= $2
                     AND (lease_until IS NULL OR lease_until <= $2)
                   ORDER BY next_attempt_at LIMIT $3)
-     RETURNING id, user_id, resource_owner, code_sequence, recipient_masked, payload, attempts, created_at";
+     RETURNING id, user_id, resource_owner, code_sequence, recipient_masked, payload, attempts, created_at,
+               (SELECT state FROM phones WHERE phones.user_id = sms_outbox.user_id) AS state";
 
 // A batch's rows travel as one JSON array parameter each, unpacked by `json_each`: one
 // statement per table per batch instead of one per command (every statement is a thread
