@@ -23,6 +23,8 @@ pub struct Worker {
     pub metrics: Arc<Metrics>,
 }
 
+const DROP_REASON: &str = "code replaced, consumed or expired";
+
 /// What happened to one claimed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
@@ -118,7 +120,7 @@ impl Worker {
         {
             tracing::info!("code was replaced, used or expired before delivery; message dropped");
             let drop = OutboxSettle::Drop {
-                reason: "code replaced, consumed or expired".into(),
+                reason: DROP_REASON.into(),
             };
             self.service.store().settle(&claimed.id, &drop, now).await?;
             self.metrics.sms_dropped.inc();
@@ -188,6 +190,36 @@ impl Worker {
         }
     }
 
+    /// Drops, in one statement, the claimed messages whose code is no longer wanted (a user
+    /// who sets numbers faster than they are sent leaves many), and returns the others.
+    async fn drop_unwanted(&self, claimed: Vec<ClaimedSms>) -> Vec<ClaimedSms> {
+        let (wanted, unwanted): (Vec<_>, Vec<_>) = claimed.into_iter().partition(|m| {
+            // A state that does not read back is left to `deliver_one`, which reports it.
+            self.service
+                .delivery_wanted(m.user_state.as_deref(), m.code_sequence)
+                .unwrap_or(true)
+        });
+        if unwanted.is_empty() {
+            return wanted;
+        }
+        let ids: Vec<&str> = unwanted.iter().map(|m| m.id.as_str()).collect();
+        let now = self.service.now();
+        match self.service.store().drop_many(&ids, DROP_REASON, now).await {
+            Ok(()) => {
+                tracing::info!(
+                    messages = ids.len(),
+                    "codes were replaced, used or expired before delivery; messages dropped"
+                );
+                self.metrics.sms_dropped.inc_by(ids.len() as u64);
+            }
+            // Still leased: claimed again when the lease ends.
+            Err(e) => {
+                tracing::error!(error = %e, "dropping unwanted SMS failed; retried after the lease")
+            }
+        }
+        wanted
+    }
+
     async fn park(
         &self,
         claimed: &ClaimedSms,
@@ -221,7 +253,7 @@ impl Worker {
                 match self.claim(free).await {
                     Ok(claimed) => {
                         more_due = claimed.len() == free.min(self.settings.batch_size as usize);
-                        for msg in claimed {
+                        for msg in self.drop_unwanted(claimed).await {
                             let worker = self.clone();
                             in_flight.spawn(async move { worker.deliver_one(msg).await });
                         }

@@ -347,6 +347,14 @@ impl Store {
         }
     }
 
+    /// Drops the pending messages among `ids` in one statement (a settle `Drop` each).
+    pub async fn drop_many(&self, ids: &[&str], reason: &str, now: Millis) -> Result<()> {
+        match self {
+            Store::Sqlite(s) => s.drop_many(ids, reason, now).await,
+            Store::Postgres(p) => p.drop_many(ids, reason, now).await,
+        }
+    }
+
     pub async fn outbox(&self) -> Result<Vec<OutboxRow>> {
         let rows = match self {
             Store::Sqlite(s) => s.outbox().await?,

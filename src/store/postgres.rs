@@ -79,6 +79,11 @@ const LOCK_COUNTS: &str = "INSERT INTO send_counters (counter_key, window_start,
      ON CONFLICT (counter_key, window_start) DO UPDATE SET count = send_counters.count
      RETURNING counter_key, window_start, count";
 
+const DROP_MANY: &str =
+    "UPDATE sms_outbox SET status = 'dropped', payload = NULL, lease_until = NULL,
+            last_error = $2, updated_at = $3
+     WHERE status = 'pending' AND id = ANY($1)";
+
 const INSERT_SECRETS: &str =
     "INSERT INTO server_secrets (id, signing_key, code_key, outbox_key) VALUES (1, $1, $2, $3)
      ON CONFLICT (id) DO NOTHING";
@@ -211,6 +216,17 @@ impl PgStore {
                 .bind(now),
         };
         q.execute(&self.pool).await.map_err(StoreError::classify)?;
+        Ok(())
+    }
+
+    pub(super) async fn drop_many(&self, ids: &[&str], reason: &str, now: Millis) -> Result<()> {
+        sqlx::query(DROP_MANY)
+            .bind(ids)
+            .bind(reason)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::classify)?;
         Ok(())
     }
 

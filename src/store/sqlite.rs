@@ -66,6 +66,11 @@ const WRITE_AND_COMMIT: &str = "INSERT INTO events (aggregate_id, sequence, even
      ON CONFLICT (counter_key, window_start) DO UPDATE SET count = count + excluded.count;
      COMMIT";
 
+const DROP_MANY: &str =
+    "UPDATE sms_outbox SET status = 'dropped', payload = NULL, lease_until = NULL,
+            last_error = $2, updated_at = $3
+     WHERE status = 'pending' AND id IN (SELECT value FROM json_each($1))";
+
 const COUNTS: &str = "SELECT c.counter_key, c.window_start, c.count
      FROM send_counters c JOIN json_each($1) j
        ON c.counter_key = j.value ->> '$.k' AND c.window_start = j.value ->> '$.w'";
@@ -237,6 +242,17 @@ impl SqliteStore {
                 .bind(now),
         };
         q.execute(&self.maint).await.map_err(StoreError::classify)?;
+        Ok(())
+    }
+
+    pub(super) async fn drop_many(&self, ids: &[&str], reason: &str, now: Millis) -> Result<()> {
+        sqlx::query(DROP_MANY)
+            .bind(serde_json::to_string(ids).expect("strings"))
+            .bind(reason)
+            .bind(now)
+            .execute(&self.maint)
+            .await
+            .map_err(StoreError::classify)?;
         Ok(())
     }
 

@@ -537,3 +537,65 @@ async fn a_slow_provider_call_does_not_hold_up_the_other_messages() {
     app.wait_for_code_sent("slow", 1).await;
     app.stop().await;
 }
+
+/// The running worker (not the step-by-step one): messages that come due together and whose
+/// codes were replaced meanwhile are dropped before any is sent, and only the current code
+/// goes out.
+#[tokio::test]
+async fn the_running_worker_drops_replaced_codes_that_come_due_together() {
+    let provider = MockServer::start().await;
+    // Both first attempts fail, so both messages wait for their retry together.
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(2)
+        .expect(2)
+        .mount(&provider)
+        .await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("+41710000001"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&provider)
+        .await;
+    let app = spawn_app_with(|s| {
+        http_provider(s, &provider);
+        s.outbox.worker = true;
+        s.outbox.poll_interval = Duration::from_millis(50);
+    })
+    .await;
+    let t = app.token("quick-changer");
+    app.set_phone(&t, "+41710000000").await;
+    wait_for_requests(&provider, 1).await;
+    app.set_phone(&t, "+41710000001").await;
+    wait_for_requests(&provider, 2).await;
+    // Past both first backoffs (1 s ± 25 %), well within the code's lifetime: the next
+    // claim takes both messages at once.
+    app.advance(10_000);
+    app.wait_for_code_sent("quick-changer", 1).await;
+    let mut statuses: Vec<String> = app
+        .state
+        .service
+        .store()
+        .outbox()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.status)
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, ["delivered", "dropped"]);
+    app.stop().await;
+    provider.verify().await;
+}
+
+async fn wait_for_requests(provider: &MockServer, n: usize) {
+    for _ in 0..200 {
+        if provider.received_requests().await.unwrap_or_default().len() >= n {
+            // The failed attempt is settled (retry) right after the answer.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the provider did not get {n} requests");
+}
