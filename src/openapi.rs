@@ -71,6 +71,27 @@ fn validation(msg: &str) -> ApiError {
     ApiError::Validation(msg.to_owned())
 }
 
+fn send_limit_examples() -> [(&'static str, ApiError); 2] {
+    [
+        (
+            "PHONEPROOF-dest1",
+            DomainError::SendLimited {
+                rule: Rule::Destination,
+                retry_after_secs: 1800,
+            }
+            .into(),
+        ),
+        (
+            "PHONEPROOF-busy1",
+            DomainError::SendLimited {
+                rule: Rule::GlobalBreaker,
+                retry_after_secs: 20,
+            }
+            .into(),
+        ),
+    ]
+}
+
 /// The errors each operation can answer, beyond 401/500/503 which all share.
 fn operation_errors(operation_id: &str) -> Vec<(&'static str, ApiError)> {
     let malformed = validation("invalid request body: malformed JSON at line 1 column 2");
@@ -89,22 +110,6 @@ fn operation_errors(operation_id: &str) -> Vec<(&'static str, ApiError)> {
                 "throttled",
                 DomainError::SendThrottled {
                     retry_after_secs: 420,
-                }
-                .into(),
-            ),
-            (
-                "PHONEPROOF-dest1",
-                DomainError::SendLimited {
-                    rule: Rule::Destination,
-                    retry_after_secs: 1800,
-                }
-                .into(),
-            ),
-            (
-                "PHONEPROOF-busy1",
-                DomainError::SendLimited {
-                    rule: Rule::GlobalBreaker,
-                    retry_after_secs: 20,
                 }
                 .into(),
             ),
@@ -131,28 +136,19 @@ fn operation_errors(operation_id: &str) -> Vec<(&'static str, ApiError)> {
                 }
                 .into(),
             ),
-            (
-                "PHONEPROOF-dest1",
-                DomainError::SendLimited {
-                    rule: Rule::Destination,
-                    retry_after_secs: 1800,
-                }
-                .into(),
-            ),
-            (
-                "PHONEPROOF-busy1",
-                DomainError::SendLimited {
-                    rule: Rule::GlobalBreaker,
-                    retry_after_secs: 20,
-                }
-                .into(),
-            ),
         ],
         "AuthService_RemoveMyPhone" => {
             vec![("COMMAND-p6rsc", DomainError::RemovePhoneNotFound.into())]
         }
         _ => vec![],
     };
+    // The shared send limits refuse whatever would send a code.
+    if matches!(
+        operation_id,
+        "AuthService_SetMyPhone" | "AuthService_ResendMyPhoneVerification"
+    ) {
+        errors.extend(send_limit_examples());
+    }
     if operation_id != "AuthService_GetMyPhone" {
         errors.push(("aborted", ApiError::Aborted));
     }

@@ -10,6 +10,7 @@ use sha2::Sha256;
 use wiremock::matchers::{basic_auth, body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
+use crate::crash::wait_for_requests;
 use crate::helpers::*;
 
 const SIGNING_KEY: &str = "whsec-test-key";
@@ -336,17 +337,7 @@ async fn a_replaced_codes_message_is_never_sent() {
     let mut done = deliver(&app).await;
     done.sort_by_key(|d| format!("{d:?}"));
     assert_eq!(done, [Delivery::Delivered, Delivery::Dropped]);
-    let statuses: Vec<String> = app
-        .state
-        .service
-        .store()
-        .outbox()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.status)
-        .collect();
-    assert_eq!(statuses, ["dropped", "delivered"]);
+    assert_eq!(app.outbox_statuses().await, ["dropped", "delivered"]);
     app.stop().await;
     provider.verify().await;
 }
@@ -564,38 +555,21 @@ async fn the_running_worker_drops_replaced_codes_that_come_due_together() {
     })
     .await;
     let t = app.token("quick-changer");
+    // After each failed attempt, a moment for the worker to settle it (a retry).
+    let settled = Duration::from_millis(100);
     app.set_phone(&t, "+41710000000").await;
     wait_for_requests(&provider, 1).await;
+    tokio::time::sleep(settled).await;
     app.set_phone(&t, "+41710000001").await;
     wait_for_requests(&provider, 2).await;
+    tokio::time::sleep(settled).await;
     // Past both first backoffs (1 s ± 25 %), well within the code's lifetime: the next
     // claim takes both messages at once.
     app.advance(10_000);
     app.wait_for_code_sent("quick-changer", 1).await;
-    let mut statuses: Vec<String> = app
-        .state
-        .service
-        .store()
-        .outbox()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.status)
-        .collect();
+    let mut statuses = app.outbox_statuses().await;
     statuses.sort();
     assert_eq!(statuses, ["delivered", "dropped"]);
     app.stop().await;
     provider.verify().await;
-}
-
-async fn wait_for_requests(provider: &MockServer, n: usize) {
-    for _ in 0..200 {
-        if provider.received_requests().await.unwrap_or_default().len() >= n {
-            // The failed attempt is settled (retry) right after the answer.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the provider did not get {n} requests");
 }

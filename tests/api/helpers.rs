@@ -299,6 +299,12 @@ impl TestApp {
         self.clock.now_ms()
     }
 
+    /// The outbox rows' statuses, in the store's listing order.
+    pub async fn outbox_statuses(&self) -> Vec<String> {
+        let rows = self.state.service.store().outbox().await.unwrap();
+        rows.into_iter().map(|r| r.status).collect()
+    }
+
     pub async fn events(&self, user: &str) -> Vec<phoneproof::store::StoredEvent> {
         let id = phoneproof::domain::UserId::parse(user).expect("user id");
         self.state
