@@ -259,6 +259,7 @@ async fn run_batch(ctx: &Ctx, jobs: &[Job]) -> Result<Vec<Result<Executed, AppEr
         counts.extend(tx.counts(&resent).await?);
         wanted.extend(resent);
     }
+    let existing: HashSet<CounterId> = counts.keys().cloned().collect();
     let mut counters = Counters::new(counts);
     let deliveries: Vec<&str> = jobs
         .iter()
@@ -367,6 +368,7 @@ async fn run_batch(ctx: &Ctx, jobs: &[Job]) -> Result<Vec<Result<Executed, AppEr
             id,
             count,
             expires_at,
+            new: !existing.contains(id),
         })
         .collect();
     if !writes.counters.is_empty() {
@@ -377,15 +379,6 @@ async fn run_batch(ctx: &Ctx, jobs: &[Job]) -> Result<Vec<Result<Executed, AppEr
             ctx.last_prune.store(now, Ordering::Relaxed);
             tx.prune_counters(now).await?;
         }
-    }
-    let counted: HashSet<&CounterId> = writes.counters.iter().map(|c| c.id).collect();
-    let unused: Vec<&CounterId> = wanted
-        .iter()
-        .map(|(id, _)| id)
-        .filter(|id| !counted.contains(id))
-        .collect();
-    if !unused.is_empty() {
-        tx.drop_unused_counters(&unused).await?;
     }
     tx.write_and_commit(&writes).await?;
     if !writes.outbox.is_empty() {

@@ -192,6 +192,10 @@ pub struct CounterAdd<'a> {
     pub id: &'a CounterId,
     pub count: u64,
     pub expires_at: Millis,
+    /// Not found when the batch read the counts: PostgreSQL inserts it (failing on the key,
+    /// and re-running the batch, if another batch created it meanwhile) instead of adding
+    /// to the locked row.
+    pub new: bool,
 }
 
 impl BatchWrites<'_> {
@@ -260,8 +264,8 @@ impl Store {
 
     /// Starts a write transaction and reads in it the states of `users` (each once) and the
     /// counts of `counters` (absent ones are 0). PostgreSQL locks the users' rows, in user
-    /// order so concurrent batches cannot deadlock, and creates and locks the counters as
-    /// `WriteTx::counts` does. Users without a row are absent.
+    /// order so concurrent batches cannot deadlock, and the counters as `WriteTx::counts`
+    /// does. Users without a row are absent.
     pub async fn begin_loading(
         &self,
         users: &[&str],
@@ -416,8 +420,10 @@ impl WriteTx {
         Ok(done.into_iter().collect())
     }
 
-    /// The current counts of send counters (absent ones are 0). PostgreSQL creates and
-    /// locks each row until commit, in key order, so replicas count one after the other.
+    /// The current counts of send counters (absent ones are 0). PostgreSQL locks each row
+    /// that exists until commit, in key order, so replicas count one after the other; one
+    /// that does not is created by the write, which fails on its key (and the batch is
+    /// re-run) if another batch created it first.
     pub async fn counts(
         &mut self,
         counters: &[(CounterId, Millis)],
@@ -427,17 +433,6 @@ impl WriteTx {
             WriteTx::Postgres(tx) => postgres::lock_counts(tx, counters).await?,
         };
         Ok(counter_counts(rows))
-    }
-
-    /// Counters read for this batch in which no send is counted (the batch's writes leave
-    /// them alone).
-    /// PostgreSQL created them to lock them and deletes them again (those still at 0);
-    /// SQLite only read them.
-    pub async fn drop_unused_counters(&mut self, ids: &[&CounterId]) -> Result<()> {
-        match self {
-            WriteTx::Sqlite(_) => Ok(()),
-            WriteTx::Postgres(tx) => postgres::drop_unused_counters(tx, ids).await,
-        }
     }
 
     /// Forgets counters whose window ended by `now`.

@@ -16,26 +16,27 @@ use crate::domain::CounterId;
 
 /// Locks the batch's rows in one statement, in user order: two batches locking overlapping
 /// users always lock them in the same order, so they cannot deadlock.
-/// With them, the batch's send counters are created where missing and locked, in key
-/// order, as `LOCK_COUNTS` does: one round trip for both.
+/// With them, the batch's send counters that exist are locked, in key order, as
+/// `LOCK_COUNTS` does: one round trip for both.
 const LOAD_FOR_UPDATE: &str = "WITH p AS (
        SELECT user_id, state FROM phones WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE
      ), c AS (
-       INSERT INTO send_counters (counter_key, window_start, expires_at, count)
-       SELECT k, w, e, 0 FROM UNNEST($2::TEXT[], $3::BIGINT[], $4::BIGINT[]) AS x(k, w, e)
-       ORDER BY k, w
-       ON CONFLICT (counter_key, window_start) DO UPDATE SET count = send_counters.count
-       RETURNING counter_key, window_start, count
+       SELECT counter_key, window_start, count FROM send_counters
+       WHERE (counter_key, window_start) IN (SELECT * FROM UNNEST($2::TEXT[], $3::BIGINT[]))
+       ORDER BY counter_key, window_start FOR UPDATE
      )
      SELECT user_id, state, NULL::TEXT AS counter_key, NULL::BIGINT AS window_start,
             NULL::BIGINT AS count FROM p
      UNION ALL
      SELECT NULL, NULL, counter_key, window_start, count FROM c";
 
+/// "Still pending" is written as "not in a final state" (the same rows) so that the only
+/// index the condition can use is the id's: `status = 'pending'` matches the due index's
+/// first column, and with stale statistics the planner walked every pending message there.
 const MARK_DELIVERED: &str =
     "UPDATE sms_outbox SET status = 'delivered', payload = NULL, lease_until = NULL,
             attempts = attempts + 1, last_error = NULL, updated_at = $2
-     WHERE status = 'pending' AND id = ANY($1)
+     WHERE id = ANY($1) AND status NOT IN ('delivered', 'dropped', 'parked')
      RETURNING id";
 
 const CLAIM: &str = "UPDATE sms_outbox SET lease_until = $1, updated_at = $2
@@ -63,26 +64,33 @@ const WRITE_BATCH: &str = "WITH ev AS (
        FROM UNNEST($9::TEXT[], $10::TEXT[], $11::TEXT[], $12::BIGINT[], $13::TEXT[], $14::BYTEA[], $15::BIGINT[])
          AS x(i, u, o, c, r, p, a)
      ), sc AS (
+       UPDATE send_counters s SET count = s.count + x.n
+       FROM UNNEST($16::TEXT[], $17::BIGINT[], $19::BIGINT[], $20::BOOL[]) AS x(k, w, n, new)
+       WHERE NOT x.new AND s.counter_key = x.k AND s.window_start = x.w
+     ), sn AS (
        INSERT INTO send_counters (counter_key, window_start, expires_at, count)
-       SELECT * FROM UNNEST($16::TEXT[], $17::BIGINT[], $18::BIGINT[], $19::BIGINT[])
-       ON CONFLICT (counter_key, window_start)
-       DO UPDATE SET count = send_counters.count + excluded.count
+       SELECT k, w, e, n
+       FROM UNNEST($16::TEXT[], $17::BIGINT[], $18::BIGINT[], $19::BIGINT[], $20::BOOL[])
+         AS x(k, w, e, n, new)
+       WHERE x.new
      )
      SELECT 1";
 
-/// Creates the batch's counters that do not exist yet and locks them all until commit, in
-/// key order (so two batches cannot deadlock on them), returning their counts: a replica
-/// counting the same number or region waits for this batch to commit, then sees its sends.
-const LOCK_COUNTS: &str = "INSERT INTO send_counters (counter_key, window_start, expires_at, count)
-     SELECT k, w, e, 0 FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BIGINT[]) AS x(k, w, e)
-     ORDER BY k, w
-     ON CONFLICT (counter_key, window_start) DO UPDATE SET count = send_counters.count
-     RETURNING counter_key, window_start, count";
+/// Locks the batch's counters that exist until commit, in key order (so two batches cannot
+/// deadlock on them), returning their counts: a replica counting the same number or region
+/// waits for this batch to commit, then sees its sends. A counter that does not exist yet
+/// is created by the batch's write with a plain INSERT: when another batch created it in
+/// the meantime, that INSERT fails on the key and the whole batch is re-run, now locking
+/// the row. Locking takes no new row version, as an upsert would.
+const LOCK_COUNTS: &str = "SELECT counter_key, window_start, count FROM send_counters
+     WHERE (counter_key, window_start) IN (SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[]))
+     ORDER BY counter_key, window_start FOR UPDATE";
 
+/// Still pending, written as for `MARK_DELIVERED`.
 const DROP_MANY: &str =
     "UPDATE sms_outbox SET status = 'dropped', payload = NULL, lease_until = NULL,
             last_error = $2, updated_at = $3
-     WHERE status = 'pending' AND id = ANY($1)";
+     WHERE id = ANY($1) AND status NOT IN ('delivered', 'dropped', 'parked')";
 
 const INSERT_SECRETS: &str =
     "INSERT INTO server_secrets (id, signing_key, code_key, outbox_key) VALUES (1, $1, $2, $3)
@@ -120,10 +128,21 @@ impl PgStore {
     pub async fn connect(url: &str, tuning: &PgTuning) -> Result<PgStore> {
         let opts = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Setup(format!("bad PostgreSQL URL: {e}")))?
-            .options([(
-                "statement_timeout",
-                format!("{}ms", tuning.statement_timeout.as_millis()),
-            )]);
+            .options([
+                (
+                    "statement_timeout",
+                    format!("{}ms", tuning.statement_timeout.as_millis()),
+                ),
+                // Every statement here reaches its rows through a key or walks the outbox's
+                // due index in order. The outbox and the counters grow from empty faster than
+                // statistics follow, and with stale estimates the planner chose bitmap and
+                // sequential scans that read every pending message or counter for each claim,
+                // drop, delivery or count (milliseconds each once the tables fill). Without
+                // them it takes the key or the ordered scan: the plans stay what they are
+                // meant to be, whatever the tables' size.
+                ("enable_bitmapscan", "off".to_owned()),
+                ("enable_seqscan", "off".to_owned()),
+            ]);
         let mut wait = Duration::from_millis(250);
         loop {
             let attempt = async {
@@ -295,14 +314,13 @@ pub(super) async fn load_for_update(
                 .map(|(id, _)| id.window_start)
                 .collect::<Vec<_>>(),
         )
-        .bind(counters.iter().map(|(_, e)| *e).collect::<Vec<_>>())
         .fetch_all(conn)
         .await
         .map_err(StoreError::classify)?;
     Ok(LoadRow::split(rows))
 }
 
-/// ON CONFLICT DO UPDATE may touch a row once per statement: each counter once, sorted.
+/// Each counter once, in key order: the order every batch locks them in.
 fn sorted_counters(ids: &[(CounterId, Millis)]) -> Vec<&(CounterId, Millis)> {
     let mut ids: Vec<&(CounterId, Millis)> = ids.iter().collect();
     ids.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -339,29 +357,9 @@ pub(super) async fn lock_counts(
                 .map(|(id, _)| id.window_start)
                 .collect::<Vec<_>>(),
         )
-        .bind(ids.iter().map(|(_, e)| *e).collect::<Vec<_>>())
         .fetch_all(conn)
         .await
         .map_err(StoreError::classify)
-}
-
-/// Counters this batch created (`lock_counts`) but no send counted in: gone again, so
-/// refused requests leave no rows.
-const DROP_UNUSED_COUNTERS: &str = "DELETE FROM send_counters
-     WHERE count = 0
-       AND (counter_key, window_start) IN (SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[]))";
-
-pub(super) async fn drop_unused_counters(
-    conn: &mut PgConnection,
-    ids: &[&CounterId],
-) -> Result<()> {
-    sqlx::query(DROP_UNUSED_COUNTERS)
-        .bind(ids.iter().map(|id| id.key.as_str()).collect::<Vec<_>>())
-        .bind(ids.iter().map(|id| id.window_start).collect::<Vec<_>>())
-        .execute(conn)
-        .await
-        .map_err(StoreError::classify)?;
-    Ok(())
 }
 
 pub(super) async fn prune_counters(conn: &mut PgConnection, now: Millis) -> Result<()> {
@@ -405,6 +403,7 @@ pub(super) async fn write(conn: &mut PgConnection, w: &BatchWrites<'_>) -> Resul
         .bind(sc.iter().map(|c| c.id.window_start).collect::<Vec<_>>())
         .bind(sc.iter().map(|c| c.expires_at).collect::<Vec<_>>())
         .bind(sc.iter().map(|c| c.count as i64).collect::<Vec<_>>())
+        .bind(sc.iter().map(|c| c.new).collect::<Vec<_>>())
         .execute(conn)
         .await
         .map_err(StoreError::classify)?;
