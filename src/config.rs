@@ -356,8 +356,9 @@ impl fmt::Display for Settings {
                 let shown = url.rsplit('@').next().unwrap_or(url);
                 writeln!(
                     f,
-                    "database: PostgreSQL at {shown} ({} connections, statement timeout {} ms)",
+                    "database: PostgreSQL at {shown} ({} connections, {} writers, statement timeout {} ms)",
                     tuning.pool_size,
+                    tuning.writers,
                     tuning.statement_timeout.as_millis()
                 )?
             }
@@ -685,6 +686,7 @@ struct RawSettings {
     data_dir: PathBuf,
     database_url: Option<String>,
     database_pool_size: u32,
+    database_writers: usize,
     database_connect_timeout_secs: u64,
     database_statement_timeout_ms: u64,
     body_limit: usize,
@@ -713,6 +715,7 @@ impl Default for RawSettings {
             data_dir: PathBuf::from("./phoneproof-data"),
             database_url: None,
             database_pool_size: 16,
+            database_writers: 2,
             database_connect_timeout_secs: 5,
             database_statement_timeout_ms: 5000,
             body_limit: 64 * 1024,
@@ -859,10 +862,22 @@ fn parse(raw: RawSettings) -> Result<Settings, ConfigError> {
             if raw.database_pool_size == 0 {
                 return Err(bad("database_pool_size", "must be at least 1"));
             }
+            // Reads, readiness probes and deliveries need connections beside the writers.
+            if raw.database_writers == 0 || raw.database_writers >= raw.database_pool_size as usize
+            {
+                return Err(bad(
+                    "database_writers",
+                    format!(
+                        "must be at least 1 and less than database_pool_size ({})",
+                        raw.database_pool_size
+                    ),
+                ));
+            }
             Database::Postgres {
                 url: SecretString::from(url),
                 tuning: PgTuning {
                     pool_size: raw.database_pool_size,
+                    writers: raw.database_writers,
                     connect_timeout: secs(nonzero(
                         "database_connect_timeout_secs",
                         raw.database_connect_timeout_secs,
@@ -1331,6 +1346,24 @@ mod tests {
     }
 
     #[test]
+    fn postgres_writers_default_to_two_and_can_be_set() {
+        let url = ("PHONEPROOF_DATABASE_URL", "postgres://db/phoneproof");
+        let s = Settings::load(None, &env(&[url])).unwrap();
+        assert_eq!(s.pg_tuning().writers, 2);
+        let s = Settings::load(
+            None,
+            &env(&[
+                url,
+                ("PHONEPROOF_DATABASE_POOL_SIZE", "4"),
+                ("PHONEPROOF_DATABASE_WRITERS", "3"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.pg_tuning().writers, 3);
+        assert!(s.to_string().contains("(4 connections, 3 writers,"), "{s}");
+    }
+
+    #[test]
     fn environment_overrides_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
@@ -1401,7 +1434,7 @@ mod tests {
         ] {
             assert_eq!(names.get(env).map(String::as_str), Some(key), "{env}");
         }
-        assert_eq!(names.len(), 90, "{names:?}");
+        assert_eq!(names.len(), 91, "{names:?}");
     }
 
     #[test]
@@ -1482,6 +1515,21 @@ mod tests {
                     "10.0.0.0/8, proxy.local",
                 )],
                 "`fraud.trusted_proxies`",
+            ),
+            (
+                &[
+                    ("PHONEPROOF_DATABASE_URL", "postgres://db/phoneproof"),
+                    ("PHONEPROOF_DATABASE_WRITERS", "0"),
+                ],
+                "`database_writers`",
+            ),
+            (
+                &[
+                    ("PHONEPROOF_DATABASE_URL", "postgres://db/phoneproof"),
+                    ("PHONEPROOF_DATABASE_POOL_SIZE", "4"),
+                    ("PHONEPROOF_DATABASE_WRITERS", "4"),
+                ],
+                "`database_writers`",
             ),
             (
                 &[("PHONEPROOF_NO_SUCH_THING", "1")],

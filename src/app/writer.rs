@@ -1,6 +1,6 @@
 //! The write path: group commit. Tasks take whatever commands are queued and run them in one
 //! transaction (one commit for many requests): one task on SQLite, which has one writer
-//! anyway, several on PostgreSQL. A batch that lost a race with another replica is re-run;
+//! anyway, `database_writers` on PostgreSQL. A batch that lost a race with another replica is re-run;
 //! a failing command fails only itself.
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -26,8 +26,6 @@ use crate::store::{
 const MAX_BATCH: usize = 256;
 /// A batch that lost a race on a sequence to another replica is re-run this often.
 const MAX_RETRIES: usize = 8;
-/// Batches in flight at once on PostgreSQL (each holds one pooled connection).
-const PG_WRITERS: usize = 4;
 /// Ended send-counter windows are deleted at most this often per process.
 const PRUNE_EVERY_MS: i64 = 60_000;
 
@@ -83,7 +81,7 @@ impl Writer {
         sealer: SmsSealer,
         outbox_wakeup: Arc<Notify>,
     ) -> Writer {
-        let writers = if store.single_writer() { 1 } else { PG_WRITERS };
+        let writers = store.writers();
         let ctx = Arc::new(Ctx {
             store,
             policies,

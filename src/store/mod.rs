@@ -248,10 +248,13 @@ impl Store {
         Ok(Store::Sqlite(SqliteStore::connect(url).await?))
     }
 
-    /// Whether several processes may write at once (PostgreSQL), or one writer serialises
-    /// every write (SQLite).
-    pub fn single_writer(&self) -> bool {
-        matches!(self, Store::Sqlite(_))
+    /// Write transactions this process runs at once: one on SQLite, which serialises every
+    /// write anyway; `database_writers` on PostgreSQL.
+    pub fn writers(&self) -> usize {
+        match self {
+            Store::Sqlite(_) => 1,
+            Store::Postgres(p) => p.writers(),
+        }
     }
 
     /// Starts a write transaction (SQLite: `BEGIN IMMEDIATE` on the one writer connection).
