@@ -339,7 +339,7 @@ async fn run_batch(ctx: &Ctx, jobs: &[Job]) -> Result<Vec<Result<Executed, AppEr
             }
             if let (Some(sms), Some(code)) = (&decision.sms, &next.code) {
                 writes.outbox.push(NewOutboxRow {
-                    id: new_message_id(),
+                    id: new_message_id(job.now),
                     user,
                     owner: job.owner.as_ref(),
                     code_sequence: code.sequence,
@@ -417,8 +417,32 @@ fn counters_wanted(
     wanted
 }
 
-fn new_message_id() -> String {
+/// 32 hex digits: the time in milliseconds (48 bits) then 80 random bits. Ids made later sort
+/// later, so new outbox rows land at the end of the id index instead of on a random page of
+/// it: one page fewer written per queued SMS, on both engines.
+fn new_message_id(now: Millis) -> String {
     let mut b = [0u8; 16];
-    os_random(&mut b);
+    b[..6].copy_from_slice(&now.max(0).to_be_bytes()[2..]);
+    os_random(&mut b[6..]);
     hex::encode(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_message_id;
+
+    #[test]
+    fn message_ids_are_unique_and_sort_by_time() {
+        let earlier = new_message_id(1_700_000_000_000);
+        let later = new_message_id(1_700_000_000_001);
+        assert_eq!(earlier.len(), 32);
+        assert!(earlier.chars().all(|c| c.is_ascii_hexdigit()));
+        assert!(earlier < later, "{earlier} {later}");
+        // Same millisecond: told apart by the random part.
+        let same: std::collections::HashSet<String> = (0..1000)
+            .map(|_| new_message_id(1_700_000_000_000))
+            .collect();
+        assert_eq!(same.len(), 1000);
+        assert!(same.iter().all(|id| id[..12] == earlier[..12]));
+    }
 }

@@ -119,6 +119,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             // NORMAL in WAL mode: a power loss may drop the last commits, never corrupt the file.
             .synchronous(SqliteSynchronous::Normal)
+            // Statement journals and sorters in memory: a batch's multi-row statements had
+            // SQLite create and unlink a file in /var/tmp on every commit.
+            .pragma("temp_store", "memory")
             .busy_timeout(Duration::from_secs(5));
         let maint = SqlitePoolOptions::new()
             .max_connections(1)
