@@ -37,7 +37,7 @@ PORTS=(); PIDS=()
 # on the same two cores. WORKERS=all runs one in every replica.
 # The replicas' writers add up to one replica's default (2), as README.md advises for sizing
 # `database_writers` to the database rather than to the replica count.
-export PHONEPROOF_DATABASE_WRITERS=${PHONEPROOF_DATABASE_WRITERS:-$(( REPLICAS > 2 ? 1 : 2 / REPLICAS ))}
+export PHONEPROOF_DATABASE_WRITERS=${PHONEPROOF_DATABASE_WRITERS:-$(( REPLICAS > 1 ? 1 : 2 ))}
 for i in $(seq 1 "$REPLICAS"); do
   PORT=$(free_port)
   started=$(now_ms)

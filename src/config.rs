@@ -710,14 +710,15 @@ struct RawSettings {
 
 impl Default for RawSettings {
     fn default() -> Self {
+        let pg = PgTuning::default();
         Self {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./phoneproof-data"),
             database_url: None,
-            database_pool_size: 16,
-            database_writers: 2,
-            database_connect_timeout_secs: 5,
-            database_statement_timeout_ms: 5000,
+            database_pool_size: pg.pool_size,
+            database_writers: pg.writers,
+            database_connect_timeout_secs: pg.connect_timeout.as_secs(),
+            database_statement_timeout_ms: pg.statement_timeout.as_millis() as u64,
             body_limit: 64 * 1024,
             max_connections: 0,
             idle_timeout_ms: 60_000,
@@ -862,7 +863,8 @@ fn parse(raw: RawSettings) -> Result<Settings, ConfigError> {
             if raw.database_pool_size == 0 {
                 return Err(bad("database_pool_size", "must be at least 1"));
             }
-            // Reads, readiness probes and deliveries need connections beside the writers.
+            // Reads and the outbox worker's claims and settlements need connections beside
+            // the writers (readiness probes run on a writer).
             if raw.database_writers == 0 || raw.database_writers >= raw.database_pool_size as usize
             {
                 return Err(bad(

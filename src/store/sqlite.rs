@@ -389,6 +389,24 @@ impl SqliteTx {
 mod tests {
     use super::*;
 
+    /// README: SQLite keeps temporary data in memory (2 = MEMORY), on the writer and the reads.
+    #[tokio::test]
+    async fn temporary_data_stays_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        let writer: i64 = sqlx::query_scalar("PRAGMA temp_store")
+            .fetch_one(tx.conn().unwrap())
+            .await
+            .unwrap();
+        let reads: i64 = sqlx::query_scalar("PRAGMA temp_store")
+            .fetch_one(&store.reads)
+            .await
+            .unwrap();
+        assert_eq!((writer, reads), (2, 2));
+    }
+
     /// A failed batch's transaction must not hold the write lock for other connections.
     #[tokio::test]
     async fn a_dropped_transaction_releases_the_write_lock_at_once() {
