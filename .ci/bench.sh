@@ -49,16 +49,22 @@ for i in $(seq 1 "$REPLICAS"); do
 done
 # One token per user (bench-0 ... bench-N-1), one line each.
 $BIN token --user bench- --org 1 --count "$USERS" > $WORK/tokens.txt
-echo "backend=$BACKEND replicas=$REPLICAS users=$USERS connections=$CONNECTIONS duration=$DURATION (wrk, same machine, 2 cores)"
-for mode in set verify get; do
-  # wrk talks to one address; with replicas, each gets an equal share of the connections.
-  WRK=(); r=0
+echo "backend=$BACKEND replicas=$REPLICAS users=$USERS connections=$CONNECTIONS duration=$DURATION warmup=${WARMUP:-2}s (wrk, same machine, 2 cores)"
+# wrk talks to one address; with replicas, each gets an equal share of the connections.
+load() { # mode, duration, output suffix, RUN (0: warm-up, 1: measured)
+  local WRK=() r=0
   for p in "${PORTS[@]}"; do
-    REPLICA=$r REPLICAS=$REPLICAS MODE=$mode TOKENS=$WORK/tokens.txt THREADS=$THREADS wrk -t$THREADS -c$((CONNECTIONS / REPLICAS)) -d$DURATION \
-      -s .ci/bench/phone.lua "http://127.0.0.1:$p" > $WORK/wrk-$mode-$p.txt &
+    RUN=$4 REPLICA=$r REPLICAS=$REPLICAS MODE=$1 TOKENS=$WORK/tokens.txt THREADS=$THREADS wrk -t$THREADS -c$((CONNECTIONS / REPLICAS)) -d$2 \
+      -s .ci/bench/phone.lua "http://127.0.0.1:$p" > $WORK/wrk-$1-$p.$3 &
     WRK+=($!); r=$((r + 1))
   done
   wait "${WRK[@]}"
+}
+for mode in set verify get; do
+  # An unmeasured run first, as the naive baseline gets one (bench/run-ceiling.sh, WARMUP=2
+  # in compare.sh): connections opened, statements prepared, caches filled. WARMUP=0: none.
+  [ "${WARMUP:-2}" = 0 ] || load $mode "${WARMUP:-2}s" warmup 0
+  load $mode "$DURATION" txt 1
   for p in "${PORTS[@]}"; do echo "$mode @$p: $(grep requests/s $WORK/wrk-$mode-$p.txt)"; done
 done
 for pid in "${PIDS[@]}"; do

@@ -1,7 +1,8 @@
 -- wrk script: each thread drives its own users; tokens come from tokens.txt (one per line,
 -- user i on line i+1). MODE=set alternates each user between two numbers (so every Set is
--- a change); MODE=verify sends a wrong code (recorded as a failed attempt: the same write path
--- as a successful Verify, repeatable without reading SMS); MODE=get reads the phone.
+-- a change; the warm-up's pair differs from the measured run's); MODE=verify sends a wrong
+-- code (recorded as a failed attempt: the same write path as a successful Verify,
+-- repeatable without reading SMS); MODE=get reads the phone.
 local mode = os.getenv("MODE") or "set"
 local tokens = {}
 for line in io.lines(os.getenv("TOKENS")) do tokens[#tokens + 1] = line end
@@ -9,6 +10,7 @@ local threads = tonumber(os.getenv("THREADS") or "2")
 -- With several replicas, each wrk process gets its own slice of the users.
 local replica = tonumber(os.getenv("REPLICA") or "0")
 local replicas = tonumber(os.getenv("REPLICAS") or "1")
+local run = tonumber(os.getenv("RUN") or "1")
 local counter = 0
 local first, span
 
@@ -29,7 +31,9 @@ function request()
   local token = tokens[user + 1]
   local headers = { ["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json" }
   if mode == "set" then
-    local flip = math.floor(c / span) % 2
+    -- RUN (0 for the warm-up, 1 for the measured run) shifts the pair, so a measured Set
+    -- never names the number the warm-up left (that would be refused as unchanged).
+    local flip = math.floor(c / span) % 2 + 2 * run
     local body = string.format('{"phone":"+41 79 %03d %02d %02d"}', flip, math.floor(user / 100) % 100, user % 100)
     return wrk.format("PUT", "/auth/v1/users/me/phone", headers, body)
   elseif mode == "get" then
