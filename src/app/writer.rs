@@ -1,7 +1,7 @@
 //! The write path: group commit. Tasks take whatever commands are queued and run them in one
 //! transaction (one commit for many requests): one task on SQLite, which has one writer
-//! anyway, `database_writers` on PostgreSQL. A batch that lost a race with another replica is re-run;
-//! a failing command fails only itself.
+//! anyway, `database_writers` on PostgreSQL. A batch that lost a race with another writer
+//! (another task or replica) is re-run; a failing command fails only itself.
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
@@ -117,8 +117,7 @@ impl Writer {
 }
 
 async fn empty_transaction(store: &Store) -> Result<(), AppError> {
-    store.begin().await?.commit().await?;
-    Ok(())
+    Ok(store.empty_transaction().await?)
 }
 
 /// Runs a batch, re-running it while it loses races on a sequence to another replica.
@@ -362,11 +361,12 @@ async fn run_batch(ctx: &Ctx, jobs: &[Job]) -> Result<Vec<Result<Executed, AppEr
         .collect();
     writes.counters = counters
         .added()
-        .map(|(id, count, expires_at)| CounterAdd {
+        .map(|(id, added)| CounterAdd {
             id,
-            count,
-            expires_at,
-            new: !existing.contains(id),
+            count: added.count,
+            expires_at: added.expires_at,
+            max: added.max,
+            exists: existing.contains(id),
         })
         .collect();
     if !writes.counters.is_empty() {

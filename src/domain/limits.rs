@@ -130,7 +130,17 @@ fn client_key(ip: IpAddr) -> String {
 #[derive(Debug, Default)]
 pub struct Counters {
     counts: HashMap<CounterId, u64>,
-    added: HashMap<CounterId, (u64, Millis)>,
+    added: HashMap<CounterId, Added>,
+}
+
+/// What admitted sends add to one counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Added {
+    pub count: u64,
+    pub expires_at: Millis,
+    /// The counter's limit: a writer that cannot lock the counter checks, when it adds,
+    /// that the sum stays within it.
+    pub max: u64,
 }
 
 impl Counters {
@@ -156,15 +166,19 @@ impl Counters {
             *self.counts.entry(k.id.clone()).or_default() += 1;
             self.added
                 .entry(k.id.clone())
-                .or_insert((0, k.expires_at))
-                .0 += 1;
+                .or_insert(Added {
+                    count: 0,
+                    expires_at: k.expires_at,
+                    max: k.max,
+                })
+                .count += 1;
         }
         Ok(())
     }
 
-    /// What the admitted sends add to each counter, with the counter's expiry.
-    pub fn added(&self) -> impl Iterator<Item = (&CounterId, u64, Millis)> {
-        self.added.iter().map(|(id, (n, exp))| (id, *n, *exp))
+    /// What the admitted sends add to each counter.
+    pub fn added(&self) -> impl Iterator<Item = (&CounterId, &Added)> {
+        self.added.iter()
     }
 }
 
@@ -338,7 +352,7 @@ mod tests {
         let mut counters = Counters::default();
         assert_eq!(counters.admit(&keys, t0), Ok(()));
         assert!(counters.admit(&keys, t0).is_err());
-        let added: Vec<u64> = counters.added().map(|(_, n, _)| n).collect();
+        let added: Vec<u64> = counters.added().map(|(_, a)| a.count).collect();
         assert_eq!(
             added,
             vec![1, 1, 1],

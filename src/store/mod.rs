@@ -192,10 +192,13 @@ pub struct CounterAdd<'a> {
     pub id: &'a CounterId,
     pub count: u64,
     pub expires_at: Millis,
-    /// Not found when the batch read the counts: PostgreSQL inserts it (failing on the key,
-    /// and re-running the batch, if another batch created it meanwhile) instead of adding
-    /// to the locked row.
-    pub new: bool,
+    /// The counter's limit. PostgreSQL, which reads counts without locking them, adds to
+    /// a counter only while the sum stays within it: other writers' sends in between are
+    /// fine up to the limit, and past it the batch is re-run from its read.
+    pub max: u64,
+    /// Found when the batch read the counts. PostgreSQL inserts one that was not, failing
+    /// on the key (and re-running the batch) if another writer created it meanwhile.
+    pub exists: bool,
 }
 
 impl BatchWrites<'_> {
@@ -217,10 +220,12 @@ pub enum Store {
     Postgres(PgStore),
 }
 
-/// A write transaction: commit it, or drop it to roll back.
+/// A batch's write: SQLite's is a transaction (drop it to roll back); PostgreSQL's reads
+/// outside one and writes in one statement that fails if what it read changed (drop it
+/// and nothing was written).
 pub enum WriteTx {
     Sqlite(sqlite::SqliteTx),
-    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Postgres(postgres::PgBatch),
 }
 
 fn counter_counts(rows: Vec<queries::CounterRow>) -> HashMap<CounterId, u64> {
@@ -257,18 +262,19 @@ impl Store {
         }
     }
 
-    /// Starts a write transaction (SQLite: `BEGIN IMMEDIATE` on the one writer connection).
-    pub async fn begin(&self) -> Result<WriteTx> {
+    /// Starts and commits an empty write transaction (SQLite: `BEGIN IMMEDIATE` on the one
+    /// writer connection): readiness.
+    pub async fn empty_transaction(&self) -> Result<()> {
         match self {
-            Store::Sqlite(s) => Ok(WriteTx::Sqlite(s.begin().await?)),
-            Store::Postgres(p) => Ok(WriteTx::Postgres(p.begin().await?)),
+            Store::Sqlite(s) => s.begin().await?.commit().await,
+            Store::Postgres(p) => p.empty_transaction().await,
         }
     }
 
-    /// Starts a write transaction and reads in it the states of `users` (each once) and the
-    /// counts of `counters` (absent ones are 0). PostgreSQL locks the users' rows, in user
-    /// order so concurrent batches cannot deadlock, and the counters as `WriteTx::counts`
-    /// does. Users without a row are absent.
+    /// Starts a batch's write and reads the states of `users` (each once) and the counts of
+    /// `counters` (absent ones are 0). SQLite reads in its write transaction; PostgreSQL
+    /// reads without locks, and its write checks that none of it changed. Users without a
+    /// row are absent.
     pub async fn begin_loading(
         &self,
         users: &[&str],
@@ -280,9 +286,8 @@ impl Store {
                 (WriteTx::Sqlite(tx), loaded)
             }
             Store::Postgres(p) => {
-                let mut tx = p.begin().await?;
-                let loaded = postgres::load_for_update(&mut tx, users, counters).await?;
-                (WriteTx::Postgres(tx), loaded)
+                let (batch, loaded) = p.begin_batch(users, counters).await?;
+                (WriteTx::Postgres(batch), loaded)
             }
         };
         let states = states
@@ -414,26 +419,27 @@ impl Store {
 }
 
 impl WriteTx {
-    /// Marks outbox messages delivered; returns those that were still pending.
+    /// Marks outbox messages delivered, returning those that were still pending (on
+    /// PostgreSQL, by the write, which fails if one of them no longer is).
     pub async fn mark_delivered(&mut self, ids: &[&str], now: Millis) -> Result<HashSet<String>> {
         let done = match self {
             WriteTx::Sqlite(tx) => tx.mark_delivered(ids, now).await?,
-            WriteTx::Postgres(tx) => postgres::mark_delivered(tx, ids, now).await?,
+            WriteTx::Postgres(b) => b.still_pending(ids, now).await?,
         };
         Ok(done.into_iter().collect())
     }
 
-    /// The current counts of send counters (absent ones are 0). PostgreSQL locks each row
-    /// that exists until commit, in key order, so replicas count one after the other; one
-    /// that does not is created by the write, which fails on its key (and the batch is
-    /// re-run) if another batch created it first.
+    /// The current counts of send counters (absent ones are 0). On PostgreSQL the write
+    /// adds to a counter only while it stays within its limit, and creates a missing one
+    /// failing on its key if another writer created it first; either failure re-runs the
+    /// batch, so the writers of every replica together never exceed a limit.
     pub async fn counts(
         &mut self,
         counters: &[(CounterId, Millis)],
     ) -> Result<HashMap<CounterId, u64>> {
         let rows = match self {
             WriteTx::Sqlite(tx) => tx.counts(counters).await?,
-            WriteTx::Postgres(tx) => postgres::lock_counts(tx, counters).await?,
+            WriteTx::Postgres(b) => b.counts(counters).await?,
         };
         Ok(counter_counts(rows))
     }
@@ -442,7 +448,7 @@ impl WriteTx {
     pub async fn prune_counters(&mut self, now: Millis) -> Result<()> {
         match self {
             WriteTx::Sqlite(tx) => tx.prune_counters(now).await,
-            WriteTx::Postgres(tx) => postgres::prune_counters(tx, now).await,
+            WriteTx::Postgres(b) => b.prune_counters(now).await,
         }
     }
 
@@ -451,19 +457,7 @@ impl WriteTx {
         match self {
             WriteTx::Sqlite(tx) if writes.is_empty() => tx.commit().await,
             WriteTx::Sqlite(tx) => tx.write_and_commit(writes).await,
-            WriteTx::Postgres(mut tx) => {
-                if !writes.is_empty() {
-                    postgres::write(&mut tx, writes).await?;
-                }
-                tx.commit().await.map_err(StoreError::classify)
-            }
-        }
-    }
-
-    pub async fn commit(self) -> Result<()> {
-        match self {
-            WriteTx::Sqlite(tx) => tx.commit().await,
-            WriteTx::Postgres(tx) => tx.commit().await.map_err(StoreError::classify),
+            WriteTx::Postgres(b) => b.write(writes).await,
         }
     }
 }

@@ -1,43 +1,34 @@
-//! PostgreSQL, for several replicas on one database: the user's projection row locked for
-//! the length of a write, a command's writes in one statement, and outbox claims with
-//! `FOR UPDATE SKIP LOCKED` so replicas never claim the same message.
+//! PostgreSQL, for several replicas on one database: a batch reads without locks and writes
+//! in one statement that fails (and is re-run) when another writer changed what it read,
+//! and outbox claims with `FOR UPDATE SKIP LOCKED` so replicas never claim the same message.
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::Postgres;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{PgConnection, Postgres, Transaction};
 
 use super::queries::{
     self, ClaimRow, CounterRow, EventRow, LoadRow, Loaded, OutboxListRow, QueueStatsRow, SecretsRow,
 };
-use super::{BatchWrites, OutboxSettle, Result, StoreError, StoredSecrets};
+use super::{BatchWrites, CounterAdd, NewEvent, OutboxSettle, Result, StoreError, StoredSecrets};
 use crate::clock::Millis;
 use crate::domain::CounterId;
 
-/// Locks the batch's rows in one statement, in user order: two batches locking overlapping
-/// users always lock them in the same order, so they cannot deadlock.
-/// With them, the batch's send counters that exist are locked, in key order, as
-/// `LOCK_COUNTS` does: one round trip for both.
-const LOAD_FOR_UPDATE: &str = "WITH p AS (
-       SELECT user_id, state FROM phones WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE
-     ), c AS (
-       SELECT counter_key, window_start, count FROM send_counters
-       WHERE (counter_key, window_start) IN (SELECT * FROM UNNEST($2::TEXT[], $3::BIGINT[]))
-       ORDER BY counter_key, window_start FOR UPDATE
-     )
-     SELECT user_id, state, NULL::TEXT AS counter_key, NULL::BIGINT AS window_start,
-            NULL::BIGINT AS count FROM p
+/// The batch's read, in one statement, without locks: the users' states and the counts of
+/// the counters it may add to. The write (`WRITE_BATCH`) checks that nothing read changed.
+const LOAD: &str = "SELECT user_id, state, NULL::TEXT AS counter_key, NULL::BIGINT AS window_start,
+            NULL::BIGINT AS count
+     FROM phones WHERE user_id = ANY($1)
      UNION ALL
-     SELECT NULL, NULL, counter_key, window_start, count FROM c";
+     SELECT NULL, NULL, counter_key, window_start, count FROM send_counters
+     WHERE (counter_key, window_start) IN (SELECT * FROM UNNEST($2::TEXT[], $3::BIGINT[]))";
 
 /// "Still pending" is written as "not in a final state" (the same rows) so that the only
 /// index the condition can use is the id's: `status = 'pending'` matches the due index's
 /// first column, and with stale statistics the planner walked every pending message there.
-const MARK_DELIVERED: &str =
-    "UPDATE sms_outbox SET status = 'delivered', payload = NULL, lease_until = NULL,
-            attempts = attempts + 1, last_error = NULL, updated_at = $2
-     WHERE id = ANY($1) AND status NOT IN ('delivered', 'dropped', 'parked')
-     RETURNING id";
+const STILL_PENDING: &str = "SELECT id FROM sms_outbox
+     WHERE id = ANY($1) AND status NOT IN ('delivered', 'dropped', 'parked')";
 
 const CLAIM: &str = "UPDATE sms_outbox SET lease_until = $1, updated_at = $2
      WHERE id IN (SELECT id FROM sms_outbox
@@ -48,8 +39,20 @@ const CLAIM: &str = "UPDATE sms_outbox SET lease_until = $1, updated_at = $2
      RETURNING id, user_id, resource_owner, code_sequence, recipient_masked, payload, attempts, created_at,
                (SELECT state FROM phones WHERE phones.user_id = sms_outbox.user_id) AS state";
 
-/// A batch's events, projection rows and outbox rows in one statement (data-modifying CTEs
-/// over arrays): one round trip however many commands the batch holds.
+/// A batch's writes in one statement (data-modifying CTEs over arrays), committed on its
+/// own: one round trip however many commands the batch holds, and no lock held between the
+/// read and the write. What the batch decided on must still hold when it writes:
+/// - a user's events take the next sequences, so another writer's event in between fails
+///   on the events' key;
+/// - a counter is added to only while the sum stays within its limit (other writers' sends
+///   since the read are fine up to it), and a new one is inserted, failing on its key if
+///   another writer made it meanwhile;
+/// - a delivered message is marked only if it is still pending.
+///
+/// `md` and `sc` return the rows they changed; when a row was missed,
+/// `phoneproof_unchanged` fails the statement with a serialization failure and the writer
+/// re-runs the batch from its read. Rows go in key order in every table, so two batches
+/// wait for each other rather than deadlock.
 const WRITE_BATCH: &str = "WITH ev AS (
        INSERT INTO events (aggregate_id, sequence, event_type, payload, created_at, resource_owner)
        SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::TEXT[])
@@ -63,30 +66,33 @@ const WRITE_BATCH: &str = "WITH ev AS (
        SELECT i, u, o, c, r, p, 'pending', 0, a, a, a
        FROM UNNEST($9::TEXT[], $10::TEXT[], $11::TEXT[], $12::BIGINT[], $13::TEXT[], $14::BYTEA[], $15::BIGINT[])
          AS x(i, u, o, c, r, p, a)
+     ), md AS (
+       UPDATE sms_outbox SET status = 'delivered', payload = NULL, lease_until = NULL,
+              attempts = attempts + 1, last_error = NULL, updated_at = $22
+       WHERE id = ANY($21) AND status NOT IN ('delivered', 'dropped', 'parked')
+       RETURNING 1
      ), sc AS (
        UPDATE send_counters s SET count = s.count + x.n
-       FROM UNNEST($16::TEXT[], $17::BIGINT[], $19::BIGINT[], $20::BOOL[]) AS x(k, w, n, new)
-       WHERE NOT x.new AND s.counter_key = x.k AND s.window_start = x.w
+       FROM UNNEST($16::TEXT[], $17::BIGINT[], $19::BIGINT[], $20::BIGINT[], $24::BOOL[])
+         AS x(k, w, n, mx, found)
+       WHERE x.found AND s.counter_key = x.k AND s.window_start = x.w
+         AND s.count + x.n <= x.mx
+       RETURNING 1
      ), sn AS (
        INSERT INTO send_counters (counter_key, window_start, expires_at, count)
        SELECT k, w, e, n
-       FROM UNNEST($16::TEXT[], $17::BIGINT[], $18::BIGINT[], $19::BIGINT[], $20::BOOL[])
-         AS x(k, w, e, n, new)
-       WHERE x.new
+       FROM UNNEST($16::TEXT[], $17::BIGINT[], $18::BIGINT[], $19::BIGINT[], $24::BOOL[])
+         AS x(k, w, e, n, found)
+       WHERE NOT x.found
      )
-     SELECT 1";
+     SELECT phoneproof_unchanged((SELECT count(*) FROM md) = cardinality($21::TEXT[])
+                                 AND (SELECT count(*) FROM sc) = $23)";
 
-/// Locks the batch's counters that exist until commit, in key order (so two batches cannot
-/// deadlock on them), returning their counts: a replica counting the same number or region
-/// waits for this batch to commit, then sees its sends. A counter that does not exist yet
-/// is created by the batch's write with a plain INSERT: when another batch created it in
-/// the meantime, that INSERT fails on the key and the whole batch is re-run, now locking
-/// the row. Locking takes no new row version, as an upsert would.
-const LOCK_COUNTS: &str = "SELECT counter_key, window_start, count FROM send_counters
-     WHERE (counter_key, window_start) IN (SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[]))
-     ORDER BY counter_key, window_start FOR UPDATE";
+/// The current counts of counters (absent ones are 0), read without locks like `LOAD`.
+const COUNTS: &str = "SELECT counter_key, window_start, count FROM send_counters
+     WHERE (counter_key, window_start) IN (SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[]))";
 
-/// Still pending, written as for `MARK_DELIVERED`.
+/// Still pending, written as for `STILL_PENDING`.
 const DROP_MANY: &str =
     "UPDATE sms_outbox SET status = 'dropped', payload = NULL, lease_until = NULL,
             last_error = $2, updated_at = $3
@@ -188,10 +194,6 @@ impl PgStore {
 
     pub(super) fn writers(&self) -> usize {
         self.writers
-    }
-
-    pub(super) async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
-        self.pool.begin().await.map_err(StoreError::classify)
     }
 
     pub(super) async fn load_state(&self, user: &str) -> Result<Option<String>> {
@@ -306,119 +308,144 @@ impl PgStore {
     }
 }
 
-/// The batch's first read: the users' states and the counters' counts, all locked.
-pub(super) async fn load_for_update(
-    conn: &mut PgConnection,
-    users: &[&str],
-    counters: &[(CounterId, Millis)],
-) -> Result<Loaded> {
-    let counters = sorted_counters(counters);
-    let rows: Vec<LoadRow> = sqlx::query_as(LOAD_FOR_UPDATE)
-        .bind(users)
-        .bind(
-            counters
-                .iter()
-                .map(|(id, _)| id.key.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            counters
-                .iter()
-                .map(|(id, _)| id.window_start)
-                .collect::<Vec<_>>(),
-        )
-        .fetch_all(conn)
-        .await
-        .map_err(StoreError::classify)?;
-    Ok(LoadRow::split(rows))
+/// A group-commit batch on one pooled connection: reads outside any transaction, then one
+/// statement that writes, checks and commits (`WRITE_BATCH`). Four round trips became two:
+/// no `BEGIN`, no `COMMIT`, and no row lock (a WAL record of its own) taken by the read.
+pub struct PgBatch {
+    conn: PoolConnection<Postgres>,
+    /// Messages found still pending, marked delivered by the write if they still are.
+    delivered: Vec<String>,
+    delivered_at: Millis,
 }
 
-/// Each counter once, in key order: the order every batch locks them in.
-fn sorted_counters(ids: &[(CounterId, Millis)]) -> Vec<&(CounterId, Millis)> {
-    let mut ids: Vec<&(CounterId, Millis)> = ids.iter().collect();
-    ids.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    ids.dedup_by(|a, b| a.0 == b.0);
-    ids
+impl PgStore {
+    /// Reads the states of `users` and the counts of `counters`, in one statement.
+    pub(super) async fn begin_batch(
+        &self,
+        users: &[&str],
+        counters: &[(CounterId, Millis)],
+    ) -> Result<(PgBatch, Loaded)> {
+        let mut conn = self.pool.acquire().await.map_err(StoreError::classify)?;
+        let (keys, windows) = counter_columns(counters);
+        let rows: Vec<LoadRow> = sqlx::query_as(LOAD)
+            .bind(users)
+            .bind(keys)
+            .bind(windows)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(StoreError::classify)?;
+        let batch = PgBatch {
+            conn,
+            delivered: Vec::new(),
+            delivered_at: 0,
+        };
+        Ok((batch, LoadRow::split(rows)))
+    }
+
+    /// Whether a write transaction can start and commit (readiness).
+    pub(super) async fn empty_transaction(&self) -> Result<()> {
+        let tx = self.pool.begin().await.map_err(StoreError::classify)?;
+        tx.commit().await.map_err(StoreError::classify)
+    }
 }
 
-pub(super) async fn mark_delivered(
-    conn: &mut PgConnection,
-    ids: &[&str],
-    now: Millis,
-) -> Result<Vec<String>> {
-    sqlx::query_scalar(MARK_DELIVERED)
-        .bind(ids)
-        .bind(now)
-        .fetch_all(conn)
-        .await
-        .map_err(StoreError::classify)
+/// Each counter once, as the two arrays the statements unpack.
+fn counter_columns(ids: &[(CounterId, Millis)]) -> (Vec<&str>, Vec<Millis>) {
+    let mut ids: Vec<&CounterId> = ids.iter().map(|(id, _)| id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.iter()
+        .map(|id| (id.key.as_str(), id.window_start))
+        .unzip()
 }
 
-pub(super) async fn lock_counts(
-    conn: &mut PgConnection,
-    ids: &[(CounterId, Millis)],
-) -> Result<Vec<CounterRow>> {
-    let ids = sorted_counters(ids);
-    sqlx::query_as(LOCK_COUNTS)
-        .bind(
-            ids.iter()
-                .map(|(id, _)| id.key.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            ids.iter()
-                .map(|(id, _)| id.window_start)
-                .collect::<Vec<_>>(),
-        )
-        .fetch_all(conn)
-        .await
-        .map_err(StoreError::classify)
-}
+impl PgBatch {
+    /// Of the messages `ids`, those still pending; the write marks them delivered.
+    pub(super) async fn still_pending(&mut self, ids: &[&str], now: Millis) -> Result<Vec<String>> {
+        let pending: Vec<String> = sqlx::query_scalar(STILL_PENDING)
+            .bind(ids)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(StoreError::classify)?;
+        self.delivered.extend(pending.iter().cloned());
+        self.delivered_at = now;
+        Ok(pending)
+    }
 
-pub(super) async fn prune_counters(conn: &mut PgConnection, now: Millis) -> Result<()> {
-    sqlx::query(queries::PRUNE_COUNTERS)
-        .bind(now)
-        .execute(conn)
-        .await
-        .map_err(StoreError::classify)?;
-    Ok(())
-}
+    pub(super) async fn counts(&mut self, ids: &[(CounterId, Millis)]) -> Result<Vec<CounterRow>> {
+        let (keys, windows) = counter_columns(ids);
+        sqlx::query_as(COUNTS)
+            .bind(keys)
+            .bind(windows)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(StoreError::classify)
+    }
 
-pub(super) async fn write(conn: &mut PgConnection, w: &BatchWrites<'_>) -> Result<()> {
-    let ev = &w.events;
-    let ob = &w.outbox;
-    let sc = &w.counters;
-    sqlx::query(WRITE_BATCH)
-        .bind(ev.iter().map(|e| e.user).collect::<Vec<_>>())
-        .bind(ev.iter().map(|e| e.sequence as i64).collect::<Vec<_>>())
-        .bind(ev.iter().map(|e| e.event_type).collect::<Vec<_>>())
-        .bind(ev.iter().map(|e| e.payload.as_str()).collect::<Vec<_>>())
-        .bind(ev.iter().map(|e| e.at).collect::<Vec<_>>())
-        .bind(ev.iter().map(|e| e.owner).collect::<Vec<_>>())
-        .bind(w.phones.iter().map(|(u, _)| *u).collect::<Vec<_>>())
-        .bind(w.phones.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>())
-        .bind(ob.iter().map(|m| m.id.as_str()).collect::<Vec<_>>())
-        .bind(ob.iter().map(|m| m.user).collect::<Vec<_>>())
-        .bind(ob.iter().map(|m| m.owner).collect::<Vec<_>>())
-        .bind(
-            ob.iter()
-                .map(|m| m.code_sequence as i64)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            ob.iter()
-                .map(|m| m.recipient_masked.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(ob.iter().map(|m| m.sealed.as_slice()).collect::<Vec<_>>())
-        .bind(ob.iter().map(|m| m.at).collect::<Vec<_>>())
-        .bind(sc.iter().map(|c| c.id.key.as_str()).collect::<Vec<_>>())
-        .bind(sc.iter().map(|c| c.id.window_start).collect::<Vec<_>>())
-        .bind(sc.iter().map(|c| c.expires_at).collect::<Vec<_>>())
-        .bind(sc.iter().map(|c| c.count as i64).collect::<Vec<_>>())
-        .bind(sc.iter().map(|c| c.new).collect::<Vec<_>>())
-        .execute(conn)
-        .await
-        .map_err(StoreError::classify)?;
-    Ok(())
+    /// Committed on its own: deleting ended windows is right whatever the batch does.
+    pub(super) async fn prune_counters(&mut self, now: Millis) -> Result<()> {
+        sqlx::query(queries::PRUNE_COUNTERS)
+            .bind(now)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(StoreError::classify)?;
+        Ok(())
+    }
+
+    /// Writes and commits, or fails as a conflict when something the batch read changed.
+    pub(super) async fn write(mut self, w: &BatchWrites<'_>) -> Result<()> {
+        if w.is_empty() && self.delivered.is_empty() {
+            return Ok(());
+        }
+        let mut ev: Vec<&NewEvent> = w.events.iter().collect();
+        ev.sort_unstable_by(|a, b| (a.user, a.sequence).cmp(&(b.user, b.sequence)));
+        let mut ph: Vec<&(&str, String)> = w.phones.iter().collect();
+        ph.sort_unstable_by_key(|(user, _)| *user);
+        let mut sc: Vec<&CounterAdd> = w.counters.iter().collect();
+        sc.sort_unstable_by_key(|c| c.id);
+        self.delivered.sort_unstable();
+        let ob = &w.outbox;
+        let updated = sc.iter().filter(|c| c.exists).count() as i64;
+        sqlx::query(WRITE_BATCH)
+            .bind(ev.iter().map(|e| e.user).collect::<Vec<_>>())
+            .bind(ev.iter().map(|e| e.sequence as i64).collect::<Vec<_>>())
+            .bind(ev.iter().map(|e| e.event_type).collect::<Vec<_>>())
+            .bind(ev.iter().map(|e| e.payload.as_str()).collect::<Vec<_>>())
+            .bind(ev.iter().map(|e| e.at).collect::<Vec<_>>())
+            .bind(ev.iter().map(|e| e.owner).collect::<Vec<_>>())
+            .bind(ph.iter().map(|(u, _)| *u).collect::<Vec<_>>())
+            .bind(ph.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>())
+            .bind(ob.iter().map(|m| m.id.as_str()).collect::<Vec<_>>())
+            .bind(ob.iter().map(|m| m.user).collect::<Vec<_>>())
+            .bind(ob.iter().map(|m| m.owner).collect::<Vec<_>>())
+            .bind(
+                ob.iter()
+                    .map(|m| m.code_sequence as i64)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                ob.iter()
+                    .map(|m| m.recipient_masked.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(ob.iter().map(|m| m.sealed.as_slice()).collect::<Vec<_>>())
+            .bind(ob.iter().map(|m| m.at).collect::<Vec<_>>())
+            .bind(sc.iter().map(|c| c.id.key.as_str()).collect::<Vec<_>>())
+            .bind(sc.iter().map(|c| c.id.window_start).collect::<Vec<_>>())
+            .bind(sc.iter().map(|c| c.expires_at).collect::<Vec<_>>())
+            .bind(sc.iter().map(|c| c.count as i64).collect::<Vec<_>>())
+            .bind(
+                sc.iter()
+                    .map(|c| i64::try_from(c.max).unwrap_or(i64::MAX))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(&self.delivered)
+            .bind(self.delivered_at)
+            .bind(updated)
+            .bind(sc.iter().map(|c| c.exists).collect::<Vec<_>>())
+            .execute(&mut *self.conn)
+            .await
+            .map_err(StoreError::classify)?;
+        Ok(())
+    }
 }

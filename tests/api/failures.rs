@@ -59,6 +59,9 @@ async fn one_failing_command_fails_only_itself_in_a_batch() {
     let app = spawn_app().await;
     let damaged = app.token("damaged-state");
     assert_eq!(app.set_phone(&damaged, "+41710000000").await.status, 200);
+    // Its delivery's write (`code.sent`) comes first: on PostgreSQL a batch holds no lock
+    // between its read and its write, and would write the projection over the damage.
+    app.wait_for_code_sent("damaged-state", 1).await;
     app.sabotage(
         "UPDATE phones SET state = '{\"v\":1,\"phone\":17}' WHERE user_id = 'damaged-state'",
     )
@@ -115,6 +118,7 @@ async fn data_faults_are_internal_errors_not_unavailable() {
 
     let t = app.token("damaged-state");
     assert_eq!(app.set_phone(&t, "+41710000000").await.status, 200);
+    app.wait_for_code_sent("damaged-state", 1).await; // as above
     app.sabotage("UPDATE phones SET state = 'not json' WHERE user_id = 'damaged-state'")
         .await;
     assert_internal(&app.get_phone(&t).await);

@@ -56,3 +56,62 @@ async fn two_concurrent_verifies_with_the_right_code_give_one_success() {
     assert_eq!(verified, 1);
     app.stop().await;
 }
+
+/// PostgreSQL batches read without locks and write in one statement: that statement must
+/// fail as a conflict (the writer re-runs the batch) and write nothing when another writer
+/// changed what the batch read. Here: the user's sequence, and a delivered message that was
+/// dropped meanwhile. (Counters past their limit: `replicas::two_replicas_share_…`.)
+#[tokio::test]
+async fn a_postgresql_batch_write_fails_when_what_it_read_changed() {
+    use phoneproof::store::{BatchWrites, NewEvent, OutboxSettle, StoreError};
+    if !on_postgres() {
+        return; // one writer on SQLite, which reads and writes in one transaction
+    }
+    let app = spawn_app_with(|s| s.outbox.worker = false).await;
+    let store = app.state.service.store();
+    let t = app.token("occ");
+    assert_eq!(app.set_phone(&t, "+41710000000").await.status, 200);
+
+    let (tx, loaded, _) = store.begin_loading(&["occ"], &[]).await.unwrap();
+    let read = loaded["occ"].as_ref().unwrap().clone();
+    assert_eq!(app.set_phone(&t, "+41710000001").await.status, 200);
+    let stale = BatchWrites {
+        events: vec![NewEvent {
+            user: "occ",
+            sequence: read.sequence + 1,
+            event_type: "user.human.phone.removed",
+            payload: "{}".into(),
+            at: app.now_ms(),
+            owner: "1",
+        }],
+        phones: vec![("occ", read.to_stored())],
+        ..BatchWrites::default()
+    };
+    let lost = tx.write_and_commit(&stale).await;
+    assert!(matches!(lost, Err(StoreError::Conflict(_))), "{lost:?}");
+    let events = app.events("occ").await;
+    assert_eq!(events.len(), 4);
+    assert!(
+        events
+            .iter()
+            .all(|e| e.event_type != "user.human.phone.removed")
+    );
+    assert_eq!(
+        app.get_phone(&t).await.body["phone"]["phone"],
+        "+41710000001"
+    );
+
+    let newest = store.outbox().await.unwrap().pop().unwrap().id;
+    let (mut tx, _, _) = store.begin_loading(&["occ"], &[]).await.unwrap();
+    let pending = tx.mark_delivered(&[&newest], app.now_ms()).await.unwrap();
+    assert!(pending.contains(&newest));
+    let drop = OutboxSettle::Drop {
+        reason: "dropped by another writer".into(),
+    };
+    store.settle(&newest, &drop, app.now_ms()).await.unwrap();
+    let lost = tx.write_and_commit(&BatchWrites::default()).await;
+    assert!(matches!(lost, Err(StoreError::Conflict(_))), "{lost:?}");
+    let row = store.outbox().await.unwrap().pop().unwrap();
+    assert_eq!((row.id, row.status), (newest, "dropped".to_owned()));
+    app.stop().await;
+}
