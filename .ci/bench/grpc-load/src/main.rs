@@ -40,8 +40,8 @@ async fn main() {
             let mut n = 0usize;
             while start.elapsed() < duration {
                 let (user, token) = &users[n % users.len()];
-                // Numbers 002/003, never the REST run's 000/001: every call is a change.
-                let flip = 2 + (n / users.len()) % 2;
+                // Numbers 004/005, never the REST runs' 000 to 003: every call is a change.
+                let flip = 4 + (n / users.len()) % 2;
                 n += 1;
                 let phone = format!(
                     "+41 79 {flip:03} {:02} {:02}",
