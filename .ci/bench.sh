@@ -4,6 +4,7 @@
 #   BACKEND=postgres REPLICAS=2 bash .ci/bench.sh   # PostgreSQL, N replicas (round-robin)
 #     (the first replica runs the outbox worker, the others only the API; WORKERS=all: every one)
 # Needs wrk (Debian package) and a release build; PostgreSQL is started here when asked for.
+# WARMUP=seconds of the unmeasured run before each measured one (default 2, 0: none).
 # GRPC=0 skips the gRPC SetMyPhone run (a small tonic client, .ci/bench/grpc-load).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,7 @@ command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk 
 cargo build --release -q
 BIN=target/release/phoneproof
 BACKEND=${BACKEND:-sqlite}; REPLICAS=${REPLICAS:-1}; USERS=${USERS:-10000}
-DURATION=${DURATION:-10s}; CONNECTIONS=${CONNECTIONS:-64}; THREADS=2
+DURATION=${DURATION:-10s}; CONNECTIONS=${CONNECTIONS:-64}; THREADS=2; WARMUP=${WARMUP:-2}
 WORK=$(mktemp -d); chmod 755 "$WORK"; trap 'kill $(jobs -p) 2>/dev/null; [ -n "${PGDIR:-}" ] && runuser -u postgres -- pg_ctl stop -D $PGDIR/data -m immediate >/dev/null 2>&1; rm -rf $WORK' EXIT
 export PHONEPROOF_DATA_DIR=$WORK PHONEPROOF_LOG=warn PHONEPROOF_CODE_MAX_PER_WINDOW=0 \
        PHONEPROOF_CODE_RESEND_COOLDOWN_SECS=0 PHONEPROOF_CODE_MAX_ATTEMPTS=0 \
@@ -49,7 +50,7 @@ for i in $(seq 1 "$REPLICAS"); do
 done
 # One token per user (bench-0 ... bench-N-1), one line each.
 $BIN token --user bench- --org 1 --count "$USERS" > $WORK/tokens.txt
-echo "backend=$BACKEND replicas=$REPLICAS users=$USERS connections=$CONNECTIONS duration=$DURATION warmup=${WARMUP:-2}s (wrk, same machine, 2 cores)"
+echo "backend=$BACKEND replicas=$REPLICAS users=$USERS connections=$CONNECTIONS duration=$DURATION warmup=${WARMUP}s (wrk, same machine, 2 cores)"
 # wrk talks to one address; with replicas, each gets an equal share of the connections.
 load() { # mode, duration, output suffix, RUN (0: warm-up, 1: measured)
   local WRK=() r=0
@@ -63,7 +64,7 @@ load() { # mode, duration, output suffix, RUN (0: warm-up, 1: measured)
 for mode in set verify get; do
   # An unmeasured run first, as the naive baseline gets one (bench/run-ceiling.sh, WARMUP=2
   # in compare.sh): connections opened, statements prepared, caches filled. WARMUP=0: none.
-  [ "${WARMUP:-2}" = 0 ] || load $mode "${WARMUP:-2}s" warmup 0
+  [ "$WARMUP" = 0 ] || load $mode "${WARMUP}s" warmup 0
   load $mode "$DURATION" txt 1
   for p in "${PORTS[@]}"; do echo "$mode @$p: $(grep requests/s $WORK/wrk-$mode-$p.txt)"; done
 done

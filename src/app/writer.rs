@@ -120,7 +120,9 @@ async fn empty_transaction(store: &Store) -> Result<(), AppError> {
     Ok(store.empty_transaction().await?)
 }
 
-/// Runs a batch, re-running it while it loses races on a sequence to another replica.
+/// Runs a batch, re-running it while it loses a race with another writer (task or replica):
+/// a user's next sequence taken, a counter created or filled to its limit, a delivered
+/// message settled meanwhile.
 async fn run_with_retry(
     ctx: &Ctx,
     jobs: &[Job],
@@ -131,7 +133,7 @@ async fn run_with_retry(
             Err(StoreError::Conflict(_)) if attempt < MAX_RETRIES => {
                 tracing::debug!(
                     attempt,
-                    "lost a race on a user's sequence; re-running the batch"
+                    "lost a race with another writer; re-running the batch"
                 );
                 attempt += 1;
             }

@@ -88,10 +88,6 @@ const WRITE_BATCH: &str = "WITH ev AS (
      SELECT phoneproof_unchanged((SELECT count(*) FROM md) = cardinality($21::TEXT[])
                                  AND (SELECT count(*) FROM sc) = $23)";
 
-/// The current counts of counters (absent ones are 0), read without locks like `LOAD`.
-const COUNTS: &str = "SELECT counter_key, window_start, count FROM send_counters
-     WHERE (counter_key, window_start) IN (SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[]))";
-
 /// Still pending, written as for `STILL_PENDING`.
 const DROP_MANY: &str =
     "UPDATE sms_outbox SET status = 'dropped', payload = NULL, lease_until = NULL,
@@ -325,21 +321,13 @@ impl PgStore {
         users: &[&str],
         counters: &[(CounterId, Millis)],
     ) -> Result<(PgBatch, Loaded)> {
-        let mut conn = self.pool.acquire().await.map_err(StoreError::classify)?;
-        let (keys, windows) = counter_columns(counters);
-        let rows: Vec<LoadRow> = sqlx::query_as(LOAD)
-            .bind(users)
-            .bind(keys)
-            .bind(windows)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(StoreError::classify)?;
-        let batch = PgBatch {
-            conn,
+        let mut batch = PgBatch {
+            conn: self.pool.acquire().await.map_err(StoreError::classify)?,
             delivered: Vec::new(),
             delivered_at: 0,
         };
-        Ok((batch, LoadRow::split(rows)))
+        let loaded = batch.load(users, counters).await?;
+        Ok((batch, loaded))
     }
 
     /// Whether a write transaction can start and commit (readiness).
@@ -372,14 +360,21 @@ impl PgBatch {
         Ok(pending)
     }
 
-    pub(super) async fn counts(&mut self, ids: &[(CounterId, Millis)]) -> Result<Vec<CounterRow>> {
-        let (keys, windows) = counter_columns(ids);
-        sqlx::query_as(COUNTS)
+    async fn load(&mut self, users: &[&str], counters: &[(CounterId, Millis)]) -> Result<Loaded> {
+        let (keys, windows) = counter_columns(counters);
+        let rows: Vec<LoadRow> = sqlx::query_as(LOAD)
+            .bind(users)
             .bind(keys)
             .bind(windows)
             .fetch_all(&mut *self.conn)
             .await
-            .map_err(StoreError::classify)
+            .map_err(StoreError::classify)?;
+        Ok(LoadRow::split(rows))
+    }
+
+    /// The counts of more counters: the batch's read again, for no user.
+    pub(super) async fn counts(&mut self, ids: &[(CounterId, Millis)]) -> Result<Vec<CounterRow>> {
+        Ok(self.load(&[], ids).await?.1)
     }
 
     /// Committed on its own: deleting ended windows is right whatever the batch does.
