@@ -129,7 +129,11 @@ impl fmt::Display for PhoneNumber {
 /// libphonenumber's E.164 form of `raw` (default region CH), if it parses at all, with the
 /// parsed number.
 fn e164_of(raw: &str) -> Option<(String, phonenumber::PhoneNumber)> {
-    let parsed = std::panic::catch_unwind(|| phonenumber::parse(Some(country::Id::CH), raw))
+    // libphonenumber uses the default region only for a number without a country code. The
+    // crate also applies that region's national prefix to numbers with one, so Italy's
+    // `+39 06 …` lost its 0 (a different number); a `+` number is parsed by its own code.
+    let region = (!raw.starts_with('+')).then_some(country::Id::CH);
+    let parsed = std::panic::catch_unwind(|| phonenumber::parse(region, raw))
         .ok()?
         .ok()?;
     let e164 = parsed.format().mode(Mode::E164).to_string();
@@ -157,6 +161,23 @@ mod tests {
     fn swiss_number_with_spaces_becomes_e164() {
         let p = PhoneNumber::parse("+41 71 000 00 00").unwrap();
         assert_eq!(p.as_ref(), "+41710000000");
+    }
+
+    /// Other countries' numbers keep what their own rules keep: Italy's leading 0 is part
+    /// of the number (libphonenumber, and so ZITADEL, store `+390612345678`).
+    #[test]
+    fn a_country_code_brings_its_own_rules() {
+        for (raw, e164) in [
+            ("+39 06 1234 5678", "+390612345678"),
+            ("+39 333 123 4567", "+393331234567"),
+            ("+44 20 7946 0958", "+442079460958"),
+            ("+1 784 457 1234", "+17844571234"),
+        ] {
+            let p = PhoneNumber::parse(raw).unwrap();
+            assert_eq!(p.as_ref(), e164, "{raw}");
+            assert!(p.facts().valid, "{raw}");
+            assert_eq!(PhoneNumber::parse(e164), Ok(p));
+        }
     }
 
     #[test]
