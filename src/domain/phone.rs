@@ -3,7 +3,8 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::OnceLock;
 
-use phonenumber::{Mode, country};
+use phonenumber::country;
+use phonenumber::metadata::DATABASE;
 
 use super::{DomainError, NumberFacts};
 
@@ -59,14 +60,20 @@ impl PhoneNumber {
         if raw.chars().any(char::is_control) {
             return Err(DomainError::PhoneInvalid);
         }
-        let (e164, _) = e164_of(raw).ok_or(DomainError::PhoneInvalid)?;
+        let (e164, first) = e164_of(raw).ok_or(DomainError::PhoneInvalid)?;
         // A parse must be a normalisation: what we store and return has to parse back to
         // itself. National parts with leading zeros (`+41 0000 8000`) lose a different number
         // of zeros on each parse; such numbers are refused rather than silently changed.
-        let (again, parsed) = e164_of(&e164).ok_or(DomainError::PhoneInvalid)?;
-        if again != e164 {
-            return Err(DomainError::PhoneInvalid);
-        }
+        // Input already in that form is its own second parse.
+        let parsed = if e164 == raw {
+            first
+        } else {
+            let (again, parsed) = e164_of(&e164).ok_or(DomainError::PhoneInvalid)?;
+            if again != e164 {
+                return Err(DomainError::PhoneInvalid);
+            }
+            parsed
+        };
         Ok(Self {
             e164,
             facts: OnceLock::from(NumberFacts::of_parsed(&parsed)),
@@ -136,9 +143,21 @@ fn e164_of(raw: &str) -> Option<(String, phonenumber::PhoneNumber)> {
     let parsed = std::panic::catch_unwind(|| phonenumber::parse(region, raw))
         .ok()?
         .ok()?;
-    let e164 = parsed.format().mode(Mode::E164).to_string();
+    let e164 = e164_form(&parsed)?;
     // A parse that yields no national digits is no number to send a code to.
     (e164.len() >= 3 && e164.starts_with('+')).then_some((e164, parsed))
+}
+
+/// libphonenumber's E.164 form, `+`, the country code and the national number with its
+/// leading zeros, written here: its formatter first looks for a national format to use,
+/// a walk of the country's patterns that E.164 never uses. It writes nothing for a code
+/// without metadata (a panic in `to_string`), which is no number here either.
+fn e164_form(parsed: &phonenumber::PhoneNumber) -> Option<String> {
+    let code = parsed.country().code();
+    DATABASE
+        .by_code(&code)
+        .is_some_and(|m| !m.is_empty())
+        .then(|| format!("+{code}{}", parsed.national()))
 }
 
 /// What logs may show of a number: the first three and the last two characters.
@@ -312,6 +331,30 @@ mod tests {
             let parsed = PhoneNumber::parse(&raw).unwrap();
             let digits: String = raw.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect();
             prop_assert_eq!(parsed.as_ref(), digits.as_str());
+        }
+
+        /// The E.164 form written here is the one libphonenumber's formatter writes, for
+        /// every number the library parses (leading zeros and every country code included).
+        #[test]
+        fn e164_form_is_the_formatters(raw in "\\+?[0-9 ()-]{1,20}", default_ch in any::<bool>()) {
+            let region = default_ch.then_some(country::Id::CH);
+            if let Ok(parsed) = phonenumber::parse(region, &raw) {
+                let theirs = std::panic::catch_unwind(|| {
+                    parsed.format().mode(phonenumber::Mode::E164).to_string()
+                });
+                prop_assert_eq!(e164_form(&parsed), theirs.ok());
+            }
+        }
+
+        /// Skipping the second parse for input already in E.164 form decides as the second
+        /// parse would: that form parses back to itself, facts and all.
+        #[test]
+        fn compact_input_is_its_own_second_parse(raw in "\\+[0-9 -]{1,20}") {
+            if let Ok(first) = PhoneNumber::parse(&raw) {
+                let again = PhoneNumber::parse(first.as_ref()).unwrap();
+                prop_assert_eq!(again.as_ref(), first.as_ref());
+                prop_assert_eq!(again.facts(), NumberFacts::of_e164(first.as_ref()));
+            }
         }
 
         #[test]

@@ -88,9 +88,18 @@ impl NumberFacts {
             }
             None => None,
         };
+        let kind = parsed.number_type(&DATABASE);
+        // `is_valid` is "the type is known", worked out again on the national number written
+        // with its leading zeros; without any, it is the same test on the same digits, so
+        // the type (the costlier half of a Set's parsing) is worked out once.
+        let valid = if parsed.national().zeros() == 0 {
+            kind != NumberType::Unknown
+        } else {
+            parsed.is_valid()
+        };
         NumberFacts {
-            valid: parsed.is_valid(),
-            kind: parsed.number_type(&DATABASE),
+            valid,
+            kind,
             region,
         }
     }
@@ -220,6 +229,23 @@ pub fn screen(facts: &NumberFacts, policy: &DestinationPolicy) -> Result<Region,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Validity worked out from the type (numbers without leading zeros) is
+        /// libphonenumber's own `is_valid`, for any number it parses.
+        #[test]
+        fn validity_is_libphonenumbers(raw in proptest::prop_oneof![
+            "\\+?[0-9 ()-]{1,20}",
+            // Countries whose numbers keep a leading 0 (Italy, Côte d'Ivoire, Congo).
+            "\\+(39|225|242) ?0[0-9 ]{4,12}",
+        ]) {
+            // As `PhoneNumber::parse` does: the default region only without a `+`.
+            let region = (!raw.starts_with('+')).then_some(Id::CH);
+            if let Ok(parsed) = phonenumber::parse(region, &raw) {
+                proptest::prop_assert_eq!(NumberFacts::of_parsed(&parsed).valid, parsed.is_valid());
+            }
+        }
+    }
 
     fn facts(raw: &str) -> NumberFacts {
         NumberFacts::of(&PhoneNumber::parse(raw).unwrap())
