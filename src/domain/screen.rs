@@ -91,7 +91,7 @@ impl NumberFacts {
         let kind = parsed.number_type(&DATABASE);
         // `is_valid` is "the type is known", worked out again on the national number written
         // with its leading zeros; without any, it is the same test on the same digits, so
-        // the type (the costlier half of a Set's parsing) is worked out once.
+        // the type (a walk of the country's type patterns) is worked out once.
         let valid = if parsed.national().zeros() == 0 {
             kind != NumberType::Unknown
         } else {
