@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Load benchmark: requests per second and p99 for Set and Verify, printed, not asserted.
 #   bash .ci/bench.sh                 # SQLite, one process
-#   BACKEND=postgres REPLICAS=2 bash .ci/bench.sh   # PostgreSQL, N replicas (round-robin)
+#   BACKEND=postgres REPLICAS=2 bash .ci/bench.sh   # PostgreSQL, N replicas (wrk threads shared out)
 #     (the first replica runs the outbox worker, the others only the API; WORKERS=all: every one)
 # Needs wrk (Debian package) and a release build; PostgreSQL is started here when asked for.
 # WARMUP=seconds of the unmeasured run before each measured one (default 2, 0: none).
 # GRPC=0 skips the gRPC SetMyPhone run (a small tonic client, .ci/bench/grpc-load).
+# MODES="set verify" runs only those operations (default: set verify get; Verify needs a Set first).
+# THREADS=wrk threads (default 2, a multiple of REPLICAS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 cargo build --release -q
 BIN=target/release/phoneproof
 BACKEND=${BACKEND:-sqlite}; REPLICAS=${REPLICAS:-1}; USERS=${USERS:-10000}
-DURATION=${DURATION:-10s}; CONNECTIONS=${CONNECTIONS:-64}; THREADS=2; WARMUP=${WARMUP:-2}
+DURATION=${DURATION:-10s}; CONNECTIONS=${CONNECTIONS:-64}; THREADS=${THREADS:-2}; WARMUP=${WARMUP:-2}
 WORK=$(mktemp -d); chmod 755 "$WORK"; trap 'kill $(jobs -p) 2>/dev/null; [ -n "${PGDIR:-}" ] && runuser -u postgres -- pg_ctl stop -D $PGDIR/data -m immediate >/dev/null 2>&1; rm -rf $WORK' EXIT
 export PHONEPROOF_DATA_DIR=$WORK PHONEPROOF_LOG=warn PHONEPROOF_CODE_MAX_PER_WINDOW=0 \
        PHONEPROOF_CODE_RESEND_COOLDOWN_SECS=0 PHONEPROOF_CODE_MAX_ATTEMPTS=0 \
@@ -51,22 +53,21 @@ done
 # One token per user (bench-0 ... bench-N-1), one line each.
 $BIN token --user bench- --org 1 --count "$USERS" > $WORK/tokens.txt
 echo "backend=$BACKEND replicas=$REPLICAS users=$USERS connections=$CONNECTIONS duration=$DURATION warmup=${WARMUP}s (wrk, same machine, 2 cores)"
-# wrk talks to one address; with replicas, each gets an equal share of the connections.
+# One wrk process whatever the replica count: its threads share the replicas out (thread i
+# talks to replica i mod N, phone.lua), so 1 and N replicas meet the same load generator.
+[ $((THREADS % REPLICAS)) = 0 ] || { echo "THREADS ($THREADS) must be a multiple of REPLICAS" >&2; exit 2; }
+ALL=$(IFS=+; echo "${PORTS[*]}")
 load() { # mode, duration, output suffix, RUN (0: warm-up, 1: measured)
-  local WRK=() r=0
-  for p in "${PORTS[@]}"; do
-    RUN=$4 REPLICA=$r REPLICAS=$REPLICAS MODE=$1 TOKENS=$WORK/tokens.txt THREADS=$THREADS wrk -t$THREADS -c$((CONNECTIONS / REPLICAS)) -d$2 \
-      -s .ci/bench/phone.lua "http://127.0.0.1:$p" > $WORK/wrk-$1-$p.$3 &
-    WRK+=($!); r=$((r + 1))
-  done
-  wait "${WRK[@]}"
+  RUN=$4 PORTS="${PORTS[*]}" MODE=$1 TOKENS=$WORK/tokens.txt THREADS=$THREADS wrk -t$THREADS -c$CONNECTIONS -d$2 \
+    -s .ci/bench/phone.lua "http://127.0.0.1:${PORTS[0]}" > $WORK/wrk-$1.$3
 }
-for mode in set verify get; do
+for mode in ${MODES:-set verify get}; do
   # An unmeasured run first, as the naive baseline gets one (bench/run-ceiling.sh, WARMUP=2
   # in compare.sh): connections opened, statements prepared, caches filled. WARMUP=0: none.
   [ "$WARMUP" = 0 ] || load $mode "${WARMUP}s" warmup 0
   load $mode "$DURATION" txt 1
-  for p in "${PORTS[@]}"; do echo "$mode @$p: $(grep requests/s $WORK/wrk-$mode-$p.txt)"; done
+  echo "$mode @$ALL: $(grep '^requests/s' $WORK/wrk-$mode.txt)"
+  grep '^  @' $WORK/wrk-$mode.txt | sed "s/^  /  $mode /" || true
 done
 for pid in "${PIDS[@]}"; do
   echo "rss after load (pid $pid): $(( $(awk '/VmRSS/{print $2}' /proc/$pid/status) / 1024 )) MiB"

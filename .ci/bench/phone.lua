@@ -7,21 +7,30 @@ local mode = os.getenv("MODE") or "set"
 local tokens = {}
 for line in io.lines(os.getenv("TOKENS")) do tokens[#tokens + 1] = line end
 local threads = tonumber(os.getenv("THREADS") or "2")
--- With several replicas, each wrk process gets its own slice of the users.
-local replica = tonumber(os.getenv("REPLICA") or "0")
-local replicas = tonumber(os.getenv("REPLICAS") or "1")
+-- With several replicas (PORTS="p1 p2 ...", THREADS a multiple of their number), thread i
+-- talks to replica i mod N: one wrk process with the same threads and connections whatever
+-- the replica count, so a comparison of 1 and N replicas holds the load generator fixed.
+local ports = {}
+for p in (os.getenv("PORTS") or ""):gmatch("%d+") do ports[#ports + 1] = p end
 local run = tonumber(os.getenv("RUN") or "1")
 local counter = 0
+answered = 0 -- global: done() reads it from each thread
 local first, span
+local started = {}
 
 function setup(thread)
-  thread:set("tid", (setup_count or 0))
-  setup_count = (setup_count or 0) + 1
+  local tid = #started
+  thread:set("tid", tid)
+  if #ports > 0 then
+    thread.addr = wrk.lookup("127.0.0.1", ports[tid % #ports + 1])[1]
+  end
+  started[#started + 1] = thread
 end
 
 function init(args)
-  span = math.floor(#tokens / (threads * replicas))
-  first = (replica * threads + tid) * span
+  -- Each thread drives its own slice of the users.
+  span = math.floor(#tokens / threads)
+  first = tid * span
 end
 
 function request()
@@ -46,6 +55,7 @@ end
 statuses = {}
 function response(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
+  answered = answered + 1
 end
 
 function done(summary, latency, requests)
@@ -53,4 +63,15 @@ function done(summary, latency, requests)
     summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
     latency:percentile(99) / 1000, summary.errors.connect + summary.errors.read + summary.errors.write
     + summary.errors.timeout, summary.errors.status))
+  -- Each replica's share of the answers (its threads' count over the run).
+  if #ports > 1 then
+    local per = {}
+    for _, t in ipairs(started) do
+      local p = ports[t:get("tid") % #ports + 1]
+      per[p] = (per[p] or 0) + t:get("answered")
+    end
+    for _, p in ipairs(ports) do
+      io.write(string.format("  @%s: requests/s %.0f\n", p, per[p] / (summary.duration / 1e6)))
+    end
+  end
 end
