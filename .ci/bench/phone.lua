@@ -16,15 +16,14 @@ local run = tonumber(os.getenv("RUN") or "1")
 local counter = 0
 answered = 0 -- global: done() reads it from each thread
 local first, span
-local started = {}
+local started = {} -- each thread with the port it talks to, for done()
 
 function setup(thread)
   local tid = #started
   thread:set("tid", tid)
-  if #ports > 0 then
-    thread.addr = wrk.lookup("127.0.0.1", ports[tid % #ports + 1])[1]
-  end
-  started[#started + 1] = thread
+  local port = ports[tid % math.max(#ports, 1) + 1]
+  if port then thread.addr = wrk.lookup("127.0.0.1", port)[1] end
+  started[#started + 1] = { thread = thread, port = port }
 end
 
 function init(args)
@@ -52,9 +51,7 @@ function request()
   end
 end
 
-statuses = {}
 function response(status, headers, body)
-  statuses[status] = (statuses[status] or 0) + 1
   answered = answered + 1
 end
 
@@ -67,8 +64,7 @@ function done(summary, latency, requests)
   if #ports > 1 then
     local per = {}
     for _, t in ipairs(started) do
-      local p = ports[t:get("tid") % #ports + 1]
-      per[p] = (per[p] or 0) + t:get("answered")
+      per[t.port] = (per[t.port] or 0) + t.thread:get("answered")
     end
     for _, p in ipairs(ports) do
       io.write(string.format("  @%s: requests/s %.0f\n", p, per[p] / (summary.duration / 1e6)))
